@@ -1,0 +1,154 @@
+//! Parquet segments: the durable, queryable form of a capture.
+//!
+//! zstd-compressed, with the capture metadata as key-value metadata and the Arrow schema embedded, so that
+//! DuckDB, Spark, pyarrow and this crate all read the same columns and types. Written as `.tmp`, fsynced, renamed.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
+
+use crate::error::{Error, Result};
+use crate::fsx;
+use crate::meta::CaptureMeta;
+use crate::schema::{self, SCHEMA_VERSION, col};
+
+/// File name suffix of segments.
+pub const SUFFIX: &str = ".parquet";
+
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+fn properties(meta: &CaptureMeta) -> WriterProperties {
+    let kv = meta.to_pairs().into_iter().map(|(k, v)| KeyValue::new(k, v)).collect();
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        // Payloads are nearly all distinct: a dictionary only costs time.
+        .set_column_dictionary_enabled(ColumnPath::from(col::PAYLOAD), false)
+        .set_key_value_metadata(Some(kv))
+        .build()
+}
+
+/// Writes `batches` as a Parquet segment at `dest` (via `dest.tmp`), mode 0600.
+pub fn write_segment<'a>(
+    dest: &Path,
+    meta: &CaptureMeta,
+    batches: impl IntoIterator<Item = &'a RecordBatch>,
+) -> Result<u64> {
+    let tmp = tmp_path(dest);
+    let file = fsx::create_private_file_truncate(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let io = |e: parquet::errors::ParquetError| Error::io(&tmp, std::io::Error::other(e));
+    let mut writer = ArrowWriter::try_new(
+        file.try_clone().map_err(|e| Error::io(&tmp, e))?,
+        schema::schema(),
+        Some(properties(meta)),
+    )
+    .map_err(io)?;
+    let mut rows = 0u64;
+    for batch in batches {
+        rows += batch.num_rows() as u64;
+        // Batches from an older journal may carry schema metadata; write them under the file schema.
+        let batch =
+            RecordBatch::try_new(schema::schema(), batch.columns().to_vec()).map_err(|e| Error::damaged(&tmp, e))?;
+        writer.write(&batch).map_err(io)?;
+    }
+    writer.close().map_err(io)?;
+    fsx::publish(&file, &tmp, dest).map_err(|e| Error::io(dest, e))?;
+    Ok(rows)
+}
+
+fn tmp_path(dest: &Path) -> PathBuf {
+    let mut s = dest.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+/// An opened capture segment: its metadata and a reader builder for its batches.
+#[derive(Debug)]
+pub struct Segment {
+    /// The file.
+    pub path: PathBuf,
+    /// The capture metadata in its footer.
+    pub meta: CaptureMeta,
+    /// Rows in the file.
+    pub rows: u64,
+    builder: ParquetRecordBatchReaderBuilder<File>,
+}
+
+impl Segment {
+    /// Opens a segment, checking that it is Parquet, an mcptape capture, and of a schema version this build reads.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound(path.to_path_buf()),
+            _ => Error::io(path, e),
+        })?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len == 0 {
+            return Err(Error::NotParquet {
+                path: path.to_path_buf(),
+                reason: "empty file".into(),
+            });
+        }
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::NotParquet {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let file_meta = builder.metadata().file_metadata();
+        let pairs = file_meta
+            .key_value_metadata()
+            .map(|kv| {
+                kv.iter()
+                    .map(|p| (p.key.as_str(), p.value.as_deref().unwrap_or("")))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let meta = CaptureMeta::from_pairs(pairs).ok_or_else(|| Error::NotCapture {
+            path: path.to_path_buf(),
+            reason: "no mcptape.schema_version in the file metadata".into(),
+        })?;
+        if meta.schema_version > SCHEMA_VERSION {
+            return Err(Error::NotCapture {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "schema version {} is newer than this build reads ({SCHEMA_VERSION}); upgrade mcptape",
+                    meta.schema_version
+                ),
+            });
+        }
+        schema::check_compatible(builder.schema()).map_err(|e| Error::NotCapture {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let rows = u64::try_from(file_meta.num_rows()).unwrap_or(0);
+        Ok(Segment {
+            path: path.to_path_buf(),
+            meta,
+            rows,
+            builder,
+        })
+    }
+
+    /// Reads the segment's batches, keeping only the named top-level columns (all when `None`).
+    pub fn reader(self, columns: Option<&[&str]>) -> Result<ParquetRecordBatchReader> {
+        let path = self.path;
+        let mut builder = self.builder.with_batch_size(8192);
+        if let Some(columns) = columns {
+            let arrow = Arc::clone(builder.schema());
+            let roots: Vec<usize> = columns
+                .iter()
+                .filter_map(|c| arrow.index_of(c).ok())
+                .collect::<Vec<_>>();
+            let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), roots);
+            builder = builder.with_projection(mask);
+        }
+        builder.build().map_err(|e| Error::damaged(&path, e))
+    }
+}

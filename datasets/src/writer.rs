@@ -1,0 +1,182 @@
+//! [`CaptureWriter`]: frames in, a journal while running, Parquet segments at rotation and close.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::frame::Frame;
+use crate::fsx;
+use crate::journal::{self, JournalWriter};
+use crate::meta::CaptureMeta;
+use crate::schema;
+use crate::segment;
+
+/// Default interval after which buffered frames reach the journal.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How a [`CaptureWriter`] names and batches its files.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// Folder for journals and segments (created 0700).
+    pub dir: PathBuf,
+    /// Label at the start of file names.
+    pub name: String,
+    /// Metadata written into every segment.
+    pub meta: CaptureMeta,
+    /// Frames per journal batch before a flush is forced.
+    pub batch_rows: usize,
+    /// Buffered payload bytes before a flush is forced.
+    pub batch_bytes: usize,
+}
+
+impl WriterOptions {
+    /// Options with the default batch sizes.
+    pub fn new(dir: impl Into<PathBuf>, name: impl Into<String>, meta: CaptureMeta) -> Self {
+        WriterOptions {
+            dir: dir.into(),
+            name: name.into(),
+            meta,
+            batch_rows: 4096,
+            batch_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Writes frames durably: appends to a journal, flushes on size or on [`CaptureWriter::flush`], and turns the
+/// journal into a Parquet segment on [`CaptureWriter::rotate`] and [`CaptureWriter::finish`].
+#[derive(Debug)]
+pub struct CaptureWriter {
+    opts: WriterOptions,
+    stem: String,
+    segment_no: u32,
+    journal: Option<JournalWriter>,
+    pending: Vec<crate::frame::Frame>,
+    pending_bytes: usize,
+    last_flush: Instant,
+    segments: Vec<PathBuf>,
+    frames: u64,
+}
+
+impl CaptureWriter {
+    /// Creates the folder and the first journal.
+    pub fn create(opts: WriterOptions) -> Result<Self> {
+        fsx::create_private_dir(&opts.dir).map_err(|e| Error::io(&opts.dir, e))?;
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            .to_string()
+            .replace(['-', ':'], "");
+        let stem = format!("{}-{}-{}", opts.name, stamp, std::process::id());
+        let mut w = CaptureWriter {
+            opts,
+            stem,
+            segment_no: 0,
+            journal: None,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            last_flush: Instant::now(),
+            segments: Vec::new(),
+            frames: 0,
+        };
+        w.open_journal()?;
+        Ok(w)
+    }
+
+    fn base(&self) -> PathBuf {
+        self.opts.dir.join(format!("{}-{:04}", self.stem, self.segment_no))
+    }
+
+    fn open_journal(&mut self) -> Result<()> {
+        let mut path = self.base().into_os_string();
+        path.push(journal::SUFFIX);
+        self.journal = Some(JournalWriter::create(Path::new(&path), &self.opts.meta)?);
+        Ok(())
+    }
+
+    /// Buffers a frame; flushes when the batch is full.
+    pub fn append(&mut self, frame: Frame) -> Result<()> {
+        self.pending_bytes += frame.payload.len();
+        self.pending.push(frame);
+        self.frames += 1;
+        if self.pending.len() >= self.opts.batch_rows || self.pending_bytes >= self.opts.batch_bytes {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes buffered frames to the journal and hands them to the OS.
+    pub fn flush(&mut self) -> Result<()> {
+        self.last_flush = Instant::now();
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if self.journal.is_none() {
+            self.open_journal()?;
+        }
+        let batch = schema::to_batch(&self.pending);
+        self.pending.clear();
+        self.pending_bytes = 0;
+        let journal = self.journal.as_mut().expect("journal opened above");
+        journal.append(&batch)?;
+        journal.flush()
+    }
+
+    /// True when buffered frames have waited `interval` or longer.
+    pub fn flush_due(&self, interval: Duration) -> bool {
+        !self.pending.is_empty() && self.last_flush.elapsed() >= interval
+    }
+
+    /// Frames accepted so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Approximate bytes in the current journal (for rotation by size).
+    pub fn journal_bytes(&self) -> u64 {
+        self.journal.as_ref().map_or(0, |j| j.bytes()) + self.pending_bytes as u64
+    }
+
+    /// Adds to the dropped-frame count written into the segment metadata.
+    pub fn add_dropped(&mut self, n: u64) {
+        self.opts.meta.dropped_frames += n;
+    }
+
+    /// The capture folder.
+    pub fn dir(&self) -> &Path {
+        &self.opts.dir
+    }
+
+    /// Closes the current journal into a Parquet segment; the next frame opens a new journal.
+    pub fn rotate(&mut self) -> Result<Option<PathBuf>> {
+        self.flush()?;
+        let Some(journal) = self.journal.take() else {
+            return Ok(None);
+        };
+        let journal_path = journal.finish()?;
+        let mut dest = self.base().into_os_string();
+        dest.push(segment::SUFFIX);
+        let dest = PathBuf::from(dest);
+        finalize_journal(&journal_path, &dest, &self.opts.meta)?;
+        self.segments.push(dest.clone());
+        self.segment_no += 1;
+        Ok(Some(dest))
+    }
+
+    /// Flushes, writes the last segment, and returns every segment written.
+    pub fn finish(mut self) -> Result<Vec<PathBuf>> {
+        self.rotate()?;
+        Ok(std::mem::take(&mut self.segments))
+    }
+}
+
+/// Turns a complete journal into a segment at `dest` and removes the journal. Returns the rows written.
+pub fn finalize_journal(journal_path: &Path, dest: &Path, meta: &CaptureMeta) -> Result<u64> {
+    let contents = journal::read_journal_file(journal_path)?;
+    if let Some(d) = &contents.damage {
+        return Err(Error::damaged(
+            journal_path,
+            format!("at byte {}: {}", d.offset, d.reason),
+        ));
+    }
+    let rows = segment::write_segment(dest, meta, &contents.batches)?;
+    std::fs::remove_file(journal_path).map_err(|e| Error::io(journal_path, e))?;
+    Ok(rows)
+}

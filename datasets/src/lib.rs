@@ -10,14 +10,20 @@
 //!
 //! Only this crate names arrow and parquet types; the rest of the workspace sees [`Frame`]s and [`Scan`]s.
 
+pub mod annotate;
+pub mod cli;
 pub mod error;
 pub mod frame;
 pub mod fsx;
+pub mod human;
 pub mod journal;
 pub mod meta;
+pub mod redact;
 pub mod scan;
 pub mod schema;
 pub mod segment;
+pub mod summary;
+pub mod wire;
 pub mod writer;
 
 pub use error::{Error, Result};

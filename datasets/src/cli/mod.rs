@@ -1,0 +1,148 @@
+//! `mcptape dataset …`: read, summarise, check, recover, export and import captures.
+//!
+//! Each subcommand writes its result to the given writer so tests drive it in-process; errors are returned with
+//! the file they concern, and the binary prints them on one line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+mod inspect;
+mod jsonl;
+mod recover;
+mod show;
+mod verify;
+
+pub use jsonl::{JsonFrame, frame_to_json, json_to_frame};
+
+/// `mcptape dataset`.
+#[derive(Debug, Args)]
+pub struct DatasetArgs {
+    #[command(subcommand)]
+    pub command: DatasetCommand,
+}
+
+/// Output format of `inspect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum SummaryFormat {
+    /// Aligned text for a terminal.
+    #[default]
+    Text,
+    /// One JSON object.
+    Json,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object per frame, one per line.
+    Jsonl,
+}
+
+/// The dataset subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Sessions, frames, bytes, time span, protocol versions, per-method counts and latency p50/p99.
+    Inspect {
+        /// Capture files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: SummaryFormat,
+    },
+    /// A readable transcript: time offset, direction, kind, method, id, shortened payload.
+    Show {
+        /// A capture file or folder.
+        path: PathBuf,
+        /// Only these sessions (repeatable).
+        #[arg(long = "session", value_name = "ID")]
+        sessions: Vec<String>,
+        /// Payload characters shown per frame (0 = whole payload).
+        #[arg(long, default_value_t = 120)]
+        width: usize,
+    },
+    /// Turn journals left by a killed recorder into Parquet segments, reporting what was damaged.
+    Recover {
+        /// A capture folder or journal file.
+        path: PathBuf,
+    },
+    /// Check schema version, readability and seq continuity; exit 1 on damage.
+    Verify {
+        /// Capture files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Write frames in another format.
+    Export {
+        /// Capture files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Output file (`-` for stdout).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Make a capture from JSONL (one frame per line, as `export` writes) or from a pair of NDJSON logs.
+    Import {
+        /// JSONL file (omit with --c2s/--s2c).
+        #[arg(required_unless_present_all = ["c2s", "s2c"], conflicts_with_all = ["c2s", "s2c"])]
+        input: Option<PathBuf>,
+        /// Client→server NDJSON log (e.g. made with `tee`).
+        #[arg(long, requires = "s2c")]
+        c2s: Option<PathBuf>,
+        /// Server→client NDJSON log.
+        #[arg(long, requires = "c2s")]
+        s2c: Option<PathBuf>,
+        /// Session id for NDJSON imports.
+        #[arg(long, default_value = "import")]
+        session: String,
+        /// Output Parquet file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Keep secrets: do not apply the default redaction rules.
+        #[arg(long)]
+        no_redact: bool,
+    },
+}
+
+/// Runs a dataset subcommand, writing its output to stdout.
+pub async fn run(args: DatasetArgs) -> anyhow::Result<ExitCode> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    run_to(args, &mut out)
+}
+
+/// Runs a dataset subcommand, writing its output to `out`.
+pub fn run_to(args: DatasetArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    match args.command {
+        DatasetCommand::Inspect { paths, format } => inspect::run(&paths, format, out),
+        DatasetCommand::Show { path, sessions, width } => show::run(&path, &sessions, width, out),
+        DatasetCommand::Recover { path } => recover::run(&path, out),
+        DatasetCommand::Verify { paths } => verify::run(&paths, out),
+        DatasetCommand::Export {
+            paths,
+            format: ExportFormat::Jsonl,
+            output,
+        } => jsonl::export(&paths, &output, out),
+        DatasetCommand::Import {
+            input,
+            c2s,
+            s2c,
+            session,
+            output,
+            no_redact,
+        } => jsonl::import(
+            input.as_deref(),
+            c2s.as_deref().zip(s2c.as_deref()),
+            &session,
+            &output,
+            no_redact,
+            out,
+        ),
+    }
+}

@@ -1,0 +1,94 @@
+//! The command frame: clap definitions of every `mcptape` command and the dispatch to the crate that owns it.
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use mcptape_datasets::cli::DatasetArgs;
+
+/// Record, replay, impersonate and load-test MCP (Model Context Protocol) traffic.
+///
+/// Captures are Parquet files (one row per JSON-RPC message or lifecycle event) that DuckDB, pyarrow or Spark read
+/// directly. Exit codes: 0 success, 1 a check failed (damage, differences, regressions), 2 an error.
+#[derive(Debug, Parser)]
+#[command(name = "mcptape", version, max_term_width = 120)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Capture MCP traffic through a transparent tap (not built yet).
+    Record(NotBuilt),
+    /// Re-send recorded sessions to a live server and diff the answers (not built yet).
+    Replay(NotBuilt),
+    /// Answer as a recorded server did (not built yet).
+    Serve(NotBuilt),
+    /// Load-test a server or gateway with recorded sessions (not built yet).
+    Load(NotBuilt),
+    /// Show, merge, compare and plot load and replay reports (not built yet).
+    Report(NotBuilt),
+    /// Read, summarise, check, recover, export and import captures.
+    Dataset(DatasetArgs),
+    /// Run the whole loop on the embedded default (not built yet).
+    Demo(NotBuilt),
+}
+
+/// Arguments of a command that is not built yet: accepted so the message is the same whatever is passed.
+#[derive(Debug, Args)]
+struct NotBuilt {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    _args: Vec<String>,
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Record(_) => "record",
+            Command::Replay(_) => "replay",
+            Command::Serve(_) => "serve",
+            Command::Load(_) => "load",
+            Command::Report(_) => "report",
+            Command::Dataset(_) => "dataset",
+            Command::Demo(_) => "demo",
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Dataset(args) => mcptape_datasets::cli::run(args).await,
+        other => {
+            eprintln!("mcptape {}: not built yet in this version", other.name());
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Parses the command line, runs the command, and maps its outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mcptape: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: `{:#}` joins the context chain with ": ".
+            eprintln!("mcptape: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests of the `mcptape` binary: one test binary, a module per topic.
+
+mod dataset;
+mod frame_cli;
+mod pyarrow;
+mod util;

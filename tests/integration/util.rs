@@ -1,0 +1,72 @@
+//! Small helpers: run the binary, make captures from the fixtures, find the test Python.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `mcptape` binary built for these tests.
+pub fn mcptape() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mcptape"))
+}
+
+/// Runs `mcptape ARGS` and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    mcptape().args(args).output().expect("mcptape runs")
+}
+
+/// stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A fixture file under tests/fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// Imports the fixture session into `dir/session.parquet` and returns its path.
+pub fn fixture_capture(dir: &Path) -> PathBuf {
+    let out = dir.join("session.parquet");
+    let o = run(&[
+        "dataset",
+        "import",
+        "--c2s",
+        fixture("session.c2s.ndjson").to_str().unwrap(),
+        "--s2c",
+        fixture("session.s2c.ndjson").to_str().unwrap(),
+        "--session",
+        "fixture",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "import failed: {}", stderr(&o));
+    out
+}
+
+/// The Python interpreter of the test venv that the README test command creates.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("MCPTAPE_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no test Python: run the README test command (scripts/test), which creates .venv with tests/python/requirements.txt"
+    );
+    venv
+}
+
+/// Asserts a failed run printed exactly one line to stderr that contains every needle, and exited `code`.
+pub fn assert_one_line_error(o: &Output, code: i32, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "expected one line, got: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{n:?} not in {err:?}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -18,8 +18,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Capture MCP traffic through a transparent tap (not built yet).
-    Record(NotBuilt),
+    /// Capture MCP traffic through a transparent tap: `mcptape record --out DIR -- SERVER_CMD...`.
+    Record(mcptape_recorder::RecordArgs),
     /// Re-send recorded sessions to a live server and diff the answers (not built yet).
     Replay(NotBuilt),
     /// Answer as a recorded server did (not built yet).
@@ -58,6 +58,7 @@ impl Command {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Dataset(args) => mcptape_datasets::cli::run(args).await,
+        Command::Record(args) => mcptape_recorder::run(args).await,
         other => {
             eprintln!("mcptape {}: not built yet in this version", other.name());
             Ok(ExitCode::from(2))

@@ -3,4 +3,5 @@
 mod dataset;
 mod frame_cli;
 mod pyarrow;
+mod record;
 mod util;

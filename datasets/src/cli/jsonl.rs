@@ -171,14 +171,9 @@ pub(super) fn import(
     pair: Option<(&Path, &Path)>,
     session: &str,
     output: &Path,
-    no_redact: bool,
+    rules: &RedactionRules,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
-    let rules = if no_redact {
-        RedactionRules::none()
-    } else {
-        RedactionRules::default()
-    };
     let (frames, mut meta) = match (input, pair) {
         (Some(input), _) => (
             read_jsonl(input)?,

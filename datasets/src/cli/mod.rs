@@ -17,6 +17,44 @@ mod verify;
 
 pub use jsonl::{JsonFrame, frame_to_json, json_to_frame};
 
+/// Redaction flags, shared by every command that writes captures.
+#[derive(Debug, Clone, Args, Default)]
+pub struct RedactionArgs {
+    /// Keep secrets: apply no redaction at all (captures then hold credentials; see SECURITY notes in the README).
+    #[arg(long)]
+    pub no_redact: bool,
+    /// Also redact this header's value (repeatable).
+    #[arg(long = "redact-header", value_name = "NAME")]
+    pub redact_headers: Vec<String>,
+    /// Also redact the value of this JSON key anywhere in payloads (repeatable; case, `_`, `-`, `.` ignored).
+    #[arg(long = "redact-key", value_name = "KEY")]
+    pub redact_keys: Vec<String>,
+    /// Never redact this JSON key (repeatable), e.g. a field of yours that merely looks like a secret.
+    #[arg(long = "keep-key", value_name = "KEY")]
+    pub keep_keys: Vec<String>,
+    /// Store Mcp-Session-Id as sent instead of hashed.
+    #[arg(long)]
+    pub keep_session_id: bool,
+}
+
+impl RedactionArgs {
+    /// The rules these flags describe.
+    pub fn rules(&self) -> crate::redact::RedactionRules {
+        if self.no_redact {
+            return crate::redact::RedactionRules::none();
+        }
+        let mut r = crate::redact::RedactionRules::default();
+        r.headers
+            .extend(self.redact_headers.iter().map(|h| h.to_ascii_lowercase()));
+        r.keys.extend(self.redact_keys.iter().cloned());
+        r.keep_keys.extend(self.keep_keys.iter().cloned());
+        if self.keep_session_id {
+            r.hashed_headers.retain(|h| h != "mcp-session-id");
+        }
+        r
+    }
+}
+
 /// `mcptape dataset`.
 #[derive(Debug, Args)]
 pub struct DatasetArgs {
@@ -104,9 +142,8 @@ pub enum DatasetCommand {
         /// Output Parquet file.
         #[arg(short, long)]
         output: PathBuf,
-        /// Keep secrets: do not apply the default redaction rules.
-        #[arg(long)]
-        no_redact: bool,
+        #[command(flatten)]
+        redaction: RedactionArgs,
     },
 }
 
@@ -135,13 +172,13 @@ pub fn run_to(args: DatasetArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode
             s2c,
             session,
             output,
-            no_redact,
+            redaction,
         } => jsonl::import(
             input.as_deref(),
             c2s.as_deref().zip(s2c.as_deref()),
             &session,
             &output,
-            no_redact,
+            &redaction.rules(),
             out,
         ),
     }

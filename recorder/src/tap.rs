@@ -1,0 +1,486 @@
+//! The one `Tap` core every transport adapter feeds.
+//!
+//! Adapters forward bytes themselves and only hand copies here, already framed into messages (framing is cheap
+//! and runs inline). Everything else (classification, correlation, redaction, Arrow building, disk) happens on
+//! one writer thread behind a bounded queue, so forwarding never waits for the recorder: when the queue is full
+//! the frame is dropped and counted, and the writer records a `gap` lifecycle frame with the count before the
+//! next frame it gets. With `lossless` the adapter blocks instead (backpressure on the traffic).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mcptape_datasets::annotate::Annotator;
+use mcptape_datasets::redact::RedactionRules;
+use mcptape_datasets::{CaptureWriter, Direction, Frame, HttpMeta, Kind, Transport, WriterOptions};
+
+use crate::log::Log;
+
+/// Method names of the tap's own lifecycle frames.
+pub mod lifecycle {
+    /// The child process or connection started.
+    pub const START: &str = "mcptape/start";
+    /// A line the child wrote to stderr (payload: the line, without its newline).
+    pub const STDERR: &str = "mcptape/stderr";
+    /// One side closed its stream.
+    pub const EOF: &str = "mcptape/eof";
+    /// The child exited.
+    pub const EXIT: &str = "mcptape/exit";
+    /// A signal was forwarded to the child.
+    pub const SIGNAL: &str = "mcptape/signal";
+    /// Frames were dropped here (payload: `{"dropped":N}`).
+    pub const GAP: &str = "mcptape/gap";
+    /// A message longer than the frame limit was recorded in parts.
+    pub const OVERSIZE: &str = "mcptape/oversize";
+}
+
+/// How the tap queues and writes.
+#[derive(Debug, Clone)]
+pub struct TapConfig {
+    /// Where and how segments are written.
+    pub writer: WriterOptions,
+    /// Redaction applied before anything reaches disk.
+    pub rules: RedactionRules,
+    /// Frames the queue holds before dropping (or blocking, with `lossless`).
+    pub queue_frames: usize,
+    /// Payload bytes the queue holds before dropping (or blocking).
+    pub queue_bytes: usize,
+    /// Block the traffic instead of dropping when the queue is full.
+    pub lossless: bool,
+    /// Longest time a frame waits in memory before reaching the journal while traffic flows.
+    pub flush_interval: Duration,
+    /// How long the writer waits for more frames before flushing an idle stream.
+    pub idle_flush: Duration,
+}
+
+impl TapConfig {
+    /// Defaults: 64k frames / 256 MiB queue, drop when full, flush every 100 ms and after 5 ms idle.
+    pub fn new(writer: WriterOptions, rules: RedactionRules) -> Self {
+        TapConfig {
+            writer,
+            rules,
+            queue_frames: 65_536,
+            queue_bytes: 256 << 20,
+            lossless: false,
+            flush_interval: mcptape_datasets::writer::FLUSH_INTERVAL,
+            idle_flush: Duration::from_millis(5),
+        }
+    }
+}
+
+/// One observed message or lifecycle event, as an adapter hands it over.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// Session the frame belongs to.
+    pub session: Arc<str>,
+    /// Stream within the session.
+    pub stream_id: u32,
+    /// Which way it travelled.
+    pub direction: Direction,
+    /// What carried it.
+    pub transport: Transport,
+    /// `Some(method)` for a lifecycle event; `None` for a message to classify.
+    pub lifecycle: Option<&'static str>,
+    /// The bytes (a refcounted copy of what was forwarded).
+    pub payload: Bytes,
+    /// Wall clock, ns since the epoch.
+    pub ts_ns: i64,
+    /// Monotonic ns since the session started.
+    pub t_ns: u64,
+    /// HTTP facts, for HTTP-borne frames.
+    pub http: Option<HttpMeta>,
+    /// Raw Mcp-Session-Id (hashed by the writer unless the rules say otherwise).
+    pub mcp_session: Option<String>,
+    /// Protocol version the transport declared (an HTTP header).
+    pub protocol_version: Option<String>,
+}
+
+enum Msg {
+    // Boxed: the bounded channel preallocates every slot at the size of the largest variant.
+    Frame { obs: Box<Observed>, dropped_before: u64 },
+    EndSession(Arc<str>),
+    Rotate,
+    Close,
+}
+
+struct Shared {
+    dropped: AtomicU64,
+    dropped_total: AtomicU64,
+    queued_bytes: AtomicUsize,
+    queue_bytes: usize,
+    lossless: bool,
+    closed: AtomicBool,
+}
+
+/// The handle adapters use to hand frames to the tap. Cheap to clone; never blocks unless `lossless`.
+#[derive(Clone)]
+pub struct Tap {
+    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tap")
+            .field("dropped", &self.shared.dropped_total.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// What the writer did, returned when the tap is closed.
+#[derive(Debug, Clone, Default)]
+pub struct TapSummary {
+    /// Segments written.
+    pub segments: Vec<PathBuf>,
+    /// Frames written.
+    pub frames: u64,
+    /// Frames dropped (queue full or write errors).
+    pub dropped: u64,
+    /// The first write error, if writing failed at some point.
+    pub write_error: Option<String>,
+}
+
+/// The writer thread of a running tap.
+#[derive(Debug)]
+pub struct TapWriter {
+    thread: std::thread::JoinHandle<TapSummary>,
+}
+
+impl TapWriter {
+    /// Waits for the writer to drain the queue and finish its segments. Call after every [`Tap`] clone is dropped.
+    pub fn finish(self) -> TapSummary {
+        self.thread.join().unwrap_or_else(|_| TapSummary {
+            write_error: Some("the capture writer thread panicked".into()),
+            ..Default::default()
+        })
+    }
+}
+
+impl Tap {
+    /// Creates the capture folder and its first journal and starts the writer thread.
+    pub fn start(config: TapConfig, log: Log) -> mcptape_datasets::Result<(Tap, TapWriter)> {
+        let writer = CaptureWriter::create(config.writer.clone())?;
+        let (tx, rx) = sync_channel(config.queue_frames);
+        let shared = Arc::new(Shared {
+            dropped: AtomicU64::new(0),
+            dropped_total: AtomicU64::new(0),
+            queued_bytes: AtomicUsize::new(0),
+            queue_bytes: config.queue_bytes,
+            lossless: config.lossless,
+            closed: AtomicBool::new(false),
+        });
+        let worker = Worker {
+            rx,
+            writer: Some(writer),
+            annotator: Annotator::new(),
+            rules: config.rules,
+            seqs: HashMap::new(),
+            shared: shared.clone(),
+            flush_interval: config.flush_interval,
+            idle_flush: config.idle_flush,
+            log,
+            summary: TapSummary::default(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("mcptape-writer".into())
+            .spawn(move || worker.run())
+            .map_err(|e| mcptape_datasets::Error::io(&config.writer.dir, e))?;
+        Ok((
+            Tap {
+                tx,
+                shared,
+                epoch: Instant::now(),
+            },
+            TapWriter { thread },
+        ))
+    }
+
+    /// Monotonic ns since the tap started (adapters use it for `t_ns` baselines).
+    pub fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Hands a frame to the writer: drops and counts it when the queue is full, unless `lossless`.
+    pub fn observe(&self, obs: Observed) {
+        let len = obs.payload.len();
+        let over_bytes = self.shared.queued_bytes.load(Ordering::Relaxed) + len > self.shared.queue_bytes;
+        let dropped_before = self.shared.dropped.swap(0, Ordering::Relaxed);
+        let msg = Msg::Frame {
+            obs: Box::new(obs),
+            dropped_before,
+        };
+        if self.shared.lossless {
+            // Backpressure: wait for room by bytes (the channel itself blocks on its frame bound).
+            while self.shared.queued_bytes.load(Ordering::Relaxed) > 0
+                && self.shared.queued_bytes.load(Ordering::Relaxed) + len > self.shared.queue_bytes
+                && !self.shared.closed.load(Ordering::Relaxed)
+            {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            self.shared.queued_bytes.fetch_add(len, Ordering::Relaxed);
+            if self.tx.send(msg).is_err() {
+                self.count_drop(dropped_before, len);
+            }
+            return;
+        }
+        if over_bytes {
+            self.count_drop(dropped_before, 0);
+            return;
+        }
+        self.shared.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(msg) {
+            self.count_drop(dropped_before, len);
+        }
+    }
+
+    /// Counts one dropped frame and puts back the earlier drops it would have reported.
+    fn count_drop(&self, earlier: u64, unqueue: usize) {
+        self.shared.queued_bytes.fetch_sub(unqueue, Ordering::Relaxed);
+        self.shared.dropped.fetch_add(earlier + 1, Ordering::Relaxed);
+        self.shared.dropped_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Frames dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped_total.load(Ordering::Relaxed)
+    }
+
+    /// Tells the writer a session ended (frees its correlation state).
+    pub fn end_session(&self, session: Arc<str>) {
+        let _ = self.tx.try_send(Msg::EndSession(session));
+    }
+
+    /// Asks the writer to close the current segment and start a new one.
+    pub fn rotate(&self) {
+        let _ = self.tx.try_send(Msg::Rotate);
+    }
+
+    /// Ends the capture: the writer records what is queued, then finishes its segments; frames observed after
+    /// this are dropped. (Adapters may still hold clones, e.g. a thread blocked reading a client that never closes.)
+    pub fn shutdown(&self) {
+        self.shared.closed.store(true, Ordering::Relaxed);
+        let _ = self.tx.send(Msg::Close);
+    }
+}
+
+struct Worker {
+    rx: Receiver<Msg>,
+    writer: Option<CaptureWriter>,
+    annotator: Annotator,
+    rules: RedactionRules,
+    seqs: HashMap<Arc<str>, u64>,
+    shared: Arc<Shared>,
+    flush_interval: Duration,
+    idle_flush: Duration,
+    log: Log,
+    summary: TapSummary,
+}
+
+impl Worker {
+    fn run(mut self) -> TapSummary {
+        let mut pending = false;
+        loop {
+            let msg = if pending {
+                match self.rx.recv_timeout(self.idle_flush) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.flush();
+                        pending = false;
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match self.rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                }
+            };
+            match msg {
+                Msg::Frame { obs, dropped_before } => {
+                    self.shared.queued_bytes.fetch_sub(obs.payload.len(), Ordering::Relaxed);
+                    if dropped_before > 0 {
+                        self.gap(&obs, dropped_before);
+                    }
+                    self.frame(*obs);
+                    pending = true;
+                    if self.writer.as_ref().is_some_and(|w| w.flush_due(self.flush_interval)) {
+                        self.flush();
+                    }
+                }
+                Msg::EndSession(s) => {
+                    self.annotator.end_session(&s);
+                    self.seqs.remove(&s);
+                }
+                Msg::Close => break,
+                Msg::Rotate => {
+                    if let Some(w) = &mut self.writer {
+                        match w.rotate() {
+                            Ok(Some(p)) => self.summary.segments.push(p),
+                            Ok(None) => {}
+                            Err(e) => self.write_failed(e),
+                        }
+                    }
+                    pending = false;
+                }
+            }
+        }
+        // Drops after the last frame still count.
+        let tail = self.shared.dropped.swap(0, Ordering::Relaxed);
+        self.summary.dropped += tail;
+        if let Some(mut w) = self.writer.take() {
+            w.add_dropped(self.summary.dropped);
+            match w.finish() {
+                Ok(segments) => {
+                    for s in segments {
+                        if !self.summary.segments.contains(&s) {
+                            self.summary.segments.push(s);
+                        }
+                    }
+                }
+                Err(e) => self.note_error(e.to_string()),
+            }
+        }
+        self.summary
+    }
+
+    fn next_seq(&mut self, session: &Arc<str>) -> u64 {
+        let seq = self.seqs.entry(session.clone()).or_insert(0);
+        let s = *seq;
+        *seq += 1;
+        s
+    }
+
+    fn gap(&mut self, next: &Observed, dropped: u64) {
+        self.summary.dropped += dropped;
+        let gap = Observed {
+            lifecycle: Some(lifecycle::GAP),
+            payload: Bytes::from(format!("{{\"dropped\":{dropped}}}")),
+            http: None,
+            mcp_session: None,
+            protocol_version: None,
+            ..next.clone()
+        };
+        self.frame(gap);
+    }
+
+    fn frame(&mut self, obs: Observed) {
+        let seq = self.next_seq(&obs.session);
+        let kind = if obs.lifecycle.is_some() {
+            Kind::Lifecycle
+        } else {
+            Kind::Invalid
+        };
+        let mut f = Frame::new(
+            obs.session.to_string(),
+            seq,
+            obs.direction,
+            obs.transport,
+            kind,
+            obs.payload,
+        );
+        f.stream_id = obs.stream_id;
+        f.ts_ns = obs.ts_ns;
+        f.t_ns = obs.t_ns;
+        f.http = obs.http;
+        f.protocol_version = obs.protocol_version;
+        f.mcp_session = obs
+            .mcp_session
+            .map(|s| self.rules.header_value("mcp-session-id", &s).into_owned());
+        self.annotator.annotate(&mut f);
+        if let Some(m) = obs.lifecycle {
+            f.method = Some(m.to_string());
+        }
+        if let Some(p) = self.rules.payload(&f.payload) {
+            f.payload = p;
+        }
+        if let Some(h) = &mut f.http {
+            for (name, value) in &mut h.headers {
+                if let std::borrow::Cow::Owned(v) = self.rules.header_value(name, value) {
+                    *value = v;
+                }
+            }
+        }
+        let Some(w) = &mut self.writer else {
+            self.summary.dropped += 1;
+            return;
+        };
+        match w.append(f) {
+            Ok(()) => self.summary.frames += 1,
+            Err(e) => self.write_failed(e),
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(w) = &mut self.writer {
+            if let Err(e) = w.flush() {
+                self.write_failed(e);
+            }
+        }
+    }
+
+    fn write_failed(&mut self, e: mcptape_datasets::Error) {
+        // Traffic keeps flowing; what could not be written is counted as dropped.
+        self.summary.dropped += 1;
+        self.note_error(e.to_string());
+    }
+
+    fn note_error(&mut self, e: String) {
+        if self.summary.write_error.is_none() {
+            self.log
+                .line(&format!("capture write failed, frames are being dropped: {e}"));
+            self.summary.write_error = Some(e);
+        }
+    }
+}
+
+/// A tap and a shared session clock, for adapters that have one session (stdio).
+#[derive(Debug, Clone)]
+pub struct SessionTap {
+    /// The tap.
+    pub tap: Tap,
+    /// The session id.
+    pub session: Arc<str>,
+    /// The transport.
+    pub transport: Transport,
+    start: Instant,
+    lock: Arc<Mutex<()>>,
+}
+
+impl SessionTap {
+    /// A session on `tap`, clocked from now.
+    pub fn new(tap: Tap, session: impl Into<Arc<str>>, transport: Transport) -> Self {
+        SessionTap {
+            tap,
+            session: session.into(),
+            transport,
+            start: Instant::now(),
+            lock: Arc::default(),
+        }
+    }
+
+    /// Observes a message or lifecycle event of this session, stamped now.
+    pub fn observe(&self, direction: Direction, lifecycle: Option<&'static str>, payload: Bytes) {
+        // The lock makes stamping and queueing one step, so seq order matches t_ns order across pump threads.
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let t_ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.tap.observe(Observed {
+            session: self.session.clone(),
+            stream_id: 0,
+            direction,
+            transport: self.transport,
+            lifecycle,
+            payload,
+            ts_ns: mcptape_datasets::human::now_ns(),
+            t_ns,
+            http: None,
+            mcp_session: None,
+            protocol_version: None,
+        });
+    }
+}

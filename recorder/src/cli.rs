@@ -42,8 +42,14 @@ pub struct RecordArgs {
     /// Messages longer than this many bytes are recorded in parts (memory stays bounded).
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     pub max_frame: usize,
-    /// The server command and its arguments (after `--`).
-    #[arg(required = true, last = true, value_name = "CMD")]
+    /// The server command and its arguments, after `--` (the `--` may be left out: some clients mangle it).
+    /// Everything from CMD on belongs to the server.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<OsString>,
 }
 

@@ -2,8 +2,9 @@
 //! child stderr through, and hand copies of everything to the tap.
 //!
 //! Each direction is a plain thread doing blocking reads and writes: the lowest latency a relay can have, and
-//! no runtime between the bytes and the pipe. A chunk is written on before it is framed, so recording never
-//! delays the message it records. Shutdown follows the MCP stdio transport: when the client closes stdin, close the
+//! no runtime between the bytes and the pipe. A chunk is framed and its messages queued for the tap (a memchr and a
+//! non-blocking send per message) just before it is written on: that keeps the tap's order causal (an answer is
+//! never queued before the request it answers, however fast the peer) at a cost of microseconds. Shutdown follows the MCP stdio transport: when the client closes stdin, close the
 //! child's stdin and wait; then SIGTERM; then SIGKILL.
 
 use std::ffi::OsString;
@@ -358,11 +359,11 @@ fn pump_client(mut child_in: ChildStdin, tap: &SessionTap, max_frame: usize) {
     let mut framer = NdjsonFramer::new(max_frame);
     let mut child_open = true;
     while let Some(chunk) = read_chunk(&mut input, &mut buf) {
+        record(&mut framer, Some(&chunk), tap, Direction::C2s);
         if child_open && child_in.write_all(&chunk).and_then(|()| child_in.flush()).is_err() {
             // The child stopped reading (it exited): keep recording what the client sends.
             child_open = false;
         }
-        record(&mut framer, Some(&chunk), tap, Direction::C2s);
     }
     record(&mut framer, None, tap, Direction::C2s);
     tap.observe(
@@ -380,6 +381,7 @@ fn pump_server(mut child_out: ChildStdout, tap: &SessionTap, max_frame: usize) {
     let mut framer = NdjsonFramer::new(max_frame);
     let mut client_open = true;
     while let Some(chunk) = read_chunk(&mut child_out, &mut buf) {
+        record(&mut framer, Some(&chunk), tap, Direction::S2c);
         if client_open {
             let mut out = stdout.lock();
             if out.write_all(&chunk).and_then(|()| out.flush()).is_err() {
@@ -387,7 +389,6 @@ fn pump_server(mut child_out: ChildStdout, tap: &SessionTap, max_frame: usize) {
                 client_open = false;
             }
         }
-        record(&mut framer, Some(&chunk), tap, Direction::S2c);
     }
     record(&mut framer, None, tap, Direction::S2c);
     tap.observe(

@@ -2,6 +2,7 @@
 
 mod dataset;
 mod frame_cli;
+mod peers;
 mod pyarrow;
 mod record;
 mod util;

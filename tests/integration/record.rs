@@ -330,3 +330,27 @@ fn default_capture_folder_is_per_user() {
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(files[0].to_string_lossy().starts_with("true-"), "{files:?}");
 }
+
+#[test]
+fn the_server_command_may_come_without_the_double_dash_and_keeps_its_own_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cap");
+    let o = mcptape()
+        .args([
+            "record",
+            "--out",
+            out.to_str().unwrap(),
+            "sh",
+            "-c",
+            "echo \"$0 $1\" >&2",
+            "--out",
+            "x",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // `--out x` after CMD went to the server, not to mcptape.
+    assert!(stderr(&o).starts_with("--out x\n"), "{}", stderr(&o));
+    assert!(out.exists());
+}

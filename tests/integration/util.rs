@@ -70,3 +70,18 @@ pub fn assert_one_line_error(o: &Output, code: i32, needles: &[&str]) {
     }
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// The folder of the pinned real peers (tests/peers, installed by scripts/test).
+pub fn peers() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers");
+    assert!(
+        dir.join("node_modules/.bin").exists(),
+        "the test peers are not installed: run the README test command (scripts/test), which runs `npm ci` in tests/peers"
+    );
+    dir
+}
+
+/// An executable from the pinned npm packages.
+pub fn npm_bin(name: &str) -> PathBuf {
+    peers().join("node_modules/.bin").join(name)
+}

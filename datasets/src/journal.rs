@@ -117,11 +117,16 @@ pub struct JournalContents {
 /// Decodes a journal's bytes: every complete batch and, for a truncated or damaged file, where it stops.
 /// Never panics: a panic inside the decoder on hostile bytes is caught and reported as damage.
 pub fn read_journal(bytes: &[u8]) -> JournalContents {
+    read_journal_owned(bytes.to_vec())
+}
+
+/// [`read_journal`] without copying the bytes.
+pub fn read_journal_owned(bytes: Vec<u8>) -> JournalContents {
+    let total = bytes.len();
     let mut decoder = StreamDecoder::new();
-    let mut buffer = Buffer::from(bytes.to_vec());
+    let mut buffer = Buffer::from_vec(bytes);
     let mut batches = Vec::new();
     let mut meta = None;
-    let total = bytes.len();
     // Offset just past the last complete message.
     let mut good = 0usize;
     let mut damage = None;
@@ -205,5 +210,5 @@ pub fn read_journal(bytes: &[u8]) -> JournalContents {
 /// Reads a journal file.
 pub fn read_journal_file(path: &Path) -> Result<JournalContents> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Ok(read_journal(&bytes))
+    Ok(read_journal_owned(bytes))
 }

@@ -1,0 +1,778 @@
+//! The project's one benchmark command: runs every scenario and writes one Markdown table of results.
+//!
+//! ```text
+//! cargo run --release -p mcptape-benches --bin harness -- [--quick] [-o FILE.md] [--scenario NAME]...
+//! ```
+//!
+//! A scenario is a named measurement that yields rows (scenario, variant, metric, value, unit, ratio). Where a
+//! scenario measures a baseline in the same run (a full JSON parse for classification, a plain NDJSON file for
+//! storage; later: direct vs socat vs mcptape), every row carries its ratio to that baseline, because a ratio
+//! measured on one machine in one run survives a change of machine far better than an absolute number.
+//!
+//! The criterion scenario does not run criterion: it reads what the last `cargo bench -p mcptape-benches` left
+//! in `target/criterion` (`new/benchmark.json` for the throughput, `new/estimates.json` for the mean), so the
+//! table includes criterion's careful numbers when they exist and the in-process scenarios still give numbers
+//! when they do not. `benches/run` does both in order.
+//!
+//! No timed assertions anywhere: a number here is reported, never checked.
+
+use std::cell::OnceCell;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use clap::Parser;
+use mcptape_benches::{self as b, RemoveOnDrop};
+use mcptape_datasets::redact::RedactionRules;
+use mcptape_datasets::{Direction, Frame};
+
+/// Run mcptape's benchmark scenarios and write a Markdown table of the results.
+#[derive(Debug, Parser)]
+#[command(
+    name = "harness",
+    after_help = "The full routine is `benches/run`: criterion benches first, then this."
+)]
+struct Args {
+    /// Small workload, few runs: finishes in seconds (for tests and smoke checks; numbers are rough).
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the Markdown table (its folder is created).
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE.md",
+        default_value = "bench-results/results.md"
+    )]
+    output: PathBuf,
+    /// Run only this scenario (repeatable; see --list). All by default.
+    #[arg(long = "scenario", value_name = "NAME")]
+    scenarios: Vec<String>,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    list: bool,
+    /// criterion's output folder [default: `target/criterion` of the build this harness belongs to].
+    #[arg(long, value_name = "DIR")]
+    criterion_dir: Option<PathBuf>,
+    /// Folder for the files the storage scenario writes [default: the system temporary folder].
+    #[arg(long, value_name = "DIR")]
+    scratch: Option<PathBuf>,
+}
+
+/// One line of the results table.
+#[derive(Debug, Clone)]
+struct Row {
+    scenario: String,
+    variant: String,
+    metric: &'static str,
+    value: f64,
+    unit: &'static str,
+    /// Relative to the scenario's baseline in this run: throughput / baseline throughput, size / baseline size.
+    ratio: Option<f64>,
+}
+
+/// What a scenario produced: rows, and notes for the table's footer.
+#[derive(Debug, Default)]
+struct Outcome {
+    rows: Vec<Row>,
+    notes: Vec<String>,
+}
+
+/// A named measurement.
+struct Scenario {
+    name: &'static str,
+    about: &'static str,
+    run: fn(&Ctx) -> anyhow::Result<Outcome>,
+}
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "wire",
+        about: "in-process: framing, classification, redaction, annotation (baseline: serde_json::Value parse)",
+        run: wire,
+    },
+    Scenario {
+        name: "storage",
+        about: "in-process: Arrow batches, journal, Parquet segment, CaptureWriter (baseline: buffered NDJSON file)",
+        run: storage,
+    },
+    Scenario {
+        name: "criterion",
+        about: "the last `cargo bench -p mcptape-benches` results, read from target/criterion",
+        run: criterion,
+    },
+];
+
+/// What every scenario may use; the workload is generated on first use.
+struct Ctx {
+    messages: usize,
+    runs: usize,
+    /// Shortest timed run: a run repeats the workload until it has taken this long.
+    min_run: Duration,
+    scratch: tempfile::TempDir,
+    criterion_dir: PathBuf,
+    mix: OnceCell<Vec<(Direction, Bytes)>>,
+    frames: OnceCell<Vec<Frame>>,
+}
+
+impl Ctx {
+    fn mix(&self) -> &[(Direction, Bytes)] {
+        self.mix.get_or_init(|| b::mix(self.messages))
+    }
+    fn frames(&self) -> &[Frame] {
+        self.frames.get_or_init(|| b::frames(self.messages))
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("harness: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.list {
+        for s in SCENARIOS {
+            println!("{:<10} {}", s.name, s.about);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    for name in &args.scenarios {
+        anyhow::ensure!(
+            SCENARIOS.iter().any(|s| s.name == name),
+            "no scenario `{name}` (see --list)"
+        );
+    }
+    let scratch = match &args.scratch {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            tempfile::tempdir_in(dir)
+        }
+        None => tempfile::tempdir(),
+    }
+    .context("creating the scratch folder")?;
+    let ctx = Ctx {
+        messages: if args.quick { 2_000 } else { 10_000 },
+        runs: if args.quick { 3 } else { 11 },
+        min_run: Duration::from_millis(if args.quick { 10 } else { 100 }),
+        scratch,
+        criterion_dir: args.criterion_dir.clone().unwrap_or_else(default_criterion_dir),
+        mix: OnceCell::new(),
+        frames: OnceCell::new(),
+    };
+
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    let mut failed = false;
+    for s in SCENARIOS {
+        if !args.scenarios.is_empty() && !args.scenarios.iter().any(|n| n == s.name) {
+            continue;
+        }
+        eprintln!("harness: running {} ...", s.name);
+        let t = Instant::now();
+        match (s.run)(&ctx) {
+            Ok(out) => {
+                rows.extend(out.rows);
+                notes.extend(out.notes.into_iter().map(|n| format!("{}: {n}", s.name)));
+            }
+            Err(e) => {
+                failed = true;
+                notes.push(format!("{}: FAILED: {e:#}", s.name));
+            }
+        }
+        eprintln!("harness: {} done in {:.1} s", s.name, t.elapsed().as_secs_f64());
+    }
+
+    let table = render(&args, &ctx, &rows, &notes, started.elapsed());
+    print!("{table}");
+    if let Some(parent) = args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(&args.output, &table).with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!("harness: wrote {}", args.output.display());
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+// ---- measuring ----
+
+/// One call of a variant's workload on fresh input: the time of the timed part, and the bytes it left on disk.
+type Call<'a> = Box<dyn FnMut() -> anyhow::Result<(Duration, Option<u64>)> + 'a>;
+
+/// A workload to time, and how many frames and bytes one call processes.
+struct Variant<'a> {
+    name: String,
+    frames: u64,
+    bytes: u64,
+    call: Call<'a>,
+}
+
+/// A CPU-only variant: `setup` (untimed) makes the input, `work` is timed, its output is dropped untimed.
+fn cpu<'a, S, T>(
+    name: &str,
+    frames: u64,
+    bytes: u64,
+    mut setup: impl FnMut() -> S + 'a,
+    mut work: impl FnMut(S) -> T + 'a,
+) -> Variant<'a> {
+    let call = move || {
+        let input = setup();
+        let t = Instant::now();
+        let out = work(input);
+        let time = t.elapsed();
+        drop(out);
+        Ok((time, None))
+    };
+    Variant {
+        name: name.to_string(),
+        frames,
+        bytes,
+        call: Box::new(call),
+    }
+}
+
+/// A variant that writes files: `work` returns what it wrote, which is measured and deleted untimed.
+fn io<'a, S>(
+    name: &str,
+    frames: u64,
+    bytes: u64,
+    mut setup: impl FnMut() -> S + 'a,
+    mut work: impl FnMut(S) -> anyhow::Result<RemoveOnDrop> + 'a,
+) -> Variant<'a> {
+    let name_ = name.to_string();
+    let call = move || {
+        let input = setup();
+        let t = Instant::now();
+        let out = work(input);
+        let time = t.elapsed();
+        let out = out.with_context(|| name_.clone())?;
+        Ok((time, Some(disk_usage(&out.0))))
+    };
+    Variant {
+        name: name.to_string(),
+        frames,
+        bytes,
+        call: Box::new(call),
+    }
+}
+
+/// A measured variant: the median time of one call, for how many frames and bytes, and what it left on disk.
+struct Measured {
+    variant: String,
+    time: Duration,
+    frames: u64,
+    bytes: u64,
+    disk: Option<u64>,
+}
+
+/// Times the variants of one scenario: `ctx.runs` rounds, each running every variant in turn, so that a baseline
+/// and the variants compared with it share the same moments of a busy machine. In a round a variant repeats its
+/// call until it has taken at least `ctx.min_run` (one preemption cannot double a 10 ms workload). One untimed
+/// call per variant first warms up and sizes the rounds. Reports the median over the rounds of the time per call.
+fn measure(ctx: &Ctx, mut variants: Vec<Variant<'_>>) -> anyhow::Result<Vec<Measured>> {
+    let mut calls = Vec::with_capacity(variants.len());
+    let mut disk = Vec::with_capacity(variants.len());
+    for v in &mut variants {
+        let (once, d) = (v.call)()?;
+        let n = ctx.min_run.as_secs_f64() / once.as_secs_f64().max(1e-9);
+        calls.push(n.ceil().clamp(1.0, 100_000.0) as u32);
+        disk.push(d);
+    }
+    let mut times = vec![Vec::with_capacity(ctx.runs); variants.len()];
+    for _ in 0..ctx.runs.max(1) {
+        for (i, v) in variants.iter_mut().enumerate() {
+            let mut total = Duration::ZERO;
+            for _ in 0..calls[i] {
+                total += (v.call)()?.0;
+            }
+            times[i].push(total / calls[i]);
+        }
+    }
+    Ok(variants
+        .into_iter()
+        .zip(times)
+        .zip(disk)
+        .map(|((v, mut t), disk)| {
+            t.sort();
+            Measured {
+                variant: v.name,
+                time: t[t.len() / 2],
+                frames: v.frames,
+                bytes: v.bytes,
+                disk,
+            }
+        })
+        .collect())
+}
+
+/// Rows for a scenario's variants; the variant named `baseline` (if any) is the ratios' denominator.
+fn rows_for(scenario: &str, measured: &[Measured], baseline: Option<&str>) -> Vec<Row> {
+    let rate = |n: u64, t: Duration| n as f64 / t.as_secs_f64().max(1e-12);
+    let base = baseline.and_then(|name| measured.iter().find(|m| m.variant == name));
+    let mut rows = Vec::new();
+    for m in measured {
+        let row = |metric, value, unit, ratio| Row {
+            scenario: scenario.to_string(),
+            variant: m.variant.clone(),
+            metric,
+            value,
+            unit,
+            ratio,
+        };
+        let fps = rate(m.frames, m.time);
+        let mbps = rate(m.bytes, m.time) / 1e6;
+        rows.push(row(
+            "throughput",
+            fps,
+            "frames/s",
+            base.map(|b| fps / rate(b.frames, b.time)),
+        ));
+        rows.push(row(
+            "throughput",
+            mbps,
+            "MB/s",
+            base.map(|b| mbps / (rate(b.bytes, b.time) / 1e6)),
+        ));
+        if let Some(disk) = m.disk {
+            let ratio = base.and_then(|b| b.disk).map(|d| disk as f64 / d as f64);
+            rows.push(row("on disk", disk as f64 / 1e6, "MB", ratio));
+        }
+    }
+    rows
+}
+
+const WIRE_BASELINE: &str = "serde_json::Value parse (baseline)";
+
+fn wire(ctx: &Ctx) -> anyhow::Result<Outcome> {
+    let mix = ctx.mix();
+    let n = mix.len() as u64;
+    let bytes = b::payload_bytes(mix);
+    let rules = RedactionRules::default();
+    let ndjson = b::chunks(&b::ndjson_stream(mix), b::CHUNK);
+    let ndjson_bytes = ndjson.iter().map(|c| c.len() as u64).sum();
+    let sse = b::chunks(&b::sse_stream(mix), b::CHUNK);
+    let sse_bytes = sse.iter().map(|c| c.len() as u64).sum();
+    let raw = b::raw_frames(ctx.messages);
+    let measured = measure(
+        ctx,
+        vec![
+            cpu(WIRE_BASELINE, n, bytes, || (), |_| b::parse_all(mix)),
+            cpu("classify", n, bytes, || (), |_| b::classify_all(mix)),
+            cpu("annotate", n, bytes, || raw.clone(), b::annotate_all),
+            cpu("redact, no secret", n, bytes, || (), |_| b::redact_all(&rules, mix)),
+            cpu(
+                "ndjson framing, 16 KiB reads",
+                n,
+                ndjson_bytes,
+                || (),
+                |_| b::frame_ndjson(&ndjson),
+            ),
+            cpu(
+                "sse decoding, 16 KiB reads",
+                n,
+                sse_bytes,
+                || (),
+                |_| b::decode_sse(&sse),
+            ),
+        ],
+    )?;
+    Ok(Outcome {
+        rows: rows_for("wire", &measured, Some(WIRE_BASELINE)),
+        notes: Vec::new(),
+    })
+}
+
+const STORAGE_BASELINE: &str = "NDJSON file (baseline)";
+
+fn storage(ctx: &Ctx) -> anyhow::Result<Outcome> {
+    let mix = ctx.mix();
+    let frames = ctx.frames();
+    let n = frames.len() as u64;
+    let bytes = b::frame_bytes(frames);
+    let batches = b::batches(frames);
+    let meta = b::meta();
+    let next = std::cell::Cell::new(0u32);
+    let fresh = |ext: &str| {
+        next.set(next.get() + 1);
+        ctx.scratch.path().join(format!("{}.{ext}", next.get()))
+    };
+    let measured = measure(
+        ctx,
+        vec![
+            io(
+                STORAGE_BASELINE,
+                n,
+                bytes,
+                || fresh("ndjson"),
+                |p| b::write_raw_ndjson(&p, mix).map(|_| RemoveOnDrop(p)),
+            ),
+            io(
+                "journal append+flush",
+                n,
+                bytes,
+                || fresh("journal"),
+                |p| b::write_journal(&p, &meta, &batches).map(RemoveOnDrop),
+            ),
+            io(
+                "Parquet segment",
+                n,
+                bytes,
+                || fresh("parquet"),
+                |p| b::write_parquet(&p, &meta, &batches).map(|_| RemoveOnDrop(p)),
+            ),
+            io(
+                "CaptureWriter append+finish",
+                n,
+                bytes,
+                || (fresh("capture"), frames.to_vec()),
+                |(p, f)| b::capture(&p, f).map(|_| RemoveOnDrop(p)),
+            ),
+            cpu("Arrow to_batch (no I/O)", n, bytes, || (), |_| b::batches(frames).len()),
+        ],
+    )?;
+    Ok(Outcome {
+        rows: rows_for("storage", &measured, Some(STORAGE_BASELINE)),
+        notes: vec![format!(
+            "files in {} ({}); the Parquet segment and the CaptureWriter fsync, the journal and the baseline do not",
+            ctx.scratch.path().display(),
+            fs_type(ctx.scratch.path()).unwrap_or_else(|| "file system unknown".into())
+        )],
+    })
+}
+
+/// Bytes in a file, or in the files of a folder.
+fn disk_usage(path: &Path) -> u64 {
+    match std::fs::read_dir(path) {
+        Ok(entries) => entries.flatten().map(|e| disk_usage(&e.path())).sum(),
+        Err(_) => std::fs::metadata(path).map_or(0, |m| m.len()),
+    }
+}
+
+// ---- criterion's results ----
+
+/// One benchmark criterion measured.
+#[derive(Debug)]
+struct CriterionResult {
+    group: String,
+    function: String,
+    mean_ns: f64,
+    elements: Option<u64>,
+    bytes: Option<u64>,
+    written: Option<SystemTime>,
+}
+
+fn criterion(ctx: &Ctx) -> anyhow::Result<Outcome> {
+    let dir = &ctx.criterion_dir;
+    let mut results = Vec::new();
+    let mut skipped = 0;
+    find_estimates(dir, &mut |new_dir| match read_criterion(new_dir) {
+        Some(r) => results.push(r),
+        None => skipped += 1,
+    });
+    let mut out = Outcome::default();
+    if results.is_empty() {
+        out.notes.push(format!(
+            "no results under {}: run `cargo bench -p mcptape-benches` (or `benches/run`) first",
+            dir.display()
+        ));
+        return Ok(out);
+    }
+    results.sort_by(|a, b| (&a.group, &a.function).cmp(&(&b.group, &b.function)));
+    let times: Vec<SystemTime> = results.iter().filter_map(|r| r.written).collect();
+    let stamp = |t: Option<&SystemTime>| t.map_or("?".into(), |t| humantime::format_rfc3339_seconds(*t).to_string());
+    out.notes.push(format!(
+        "{} results from {}, written {} .. {} (results of renamed benches linger there: delete it to reset){}",
+        results.len(),
+        dir.display(),
+        stamp(times.iter().min()),
+        stamp(times.iter().max()),
+        if skipped > 0 {
+            format!("; {skipped} unreadable")
+        } else {
+            String::new()
+        }
+    ));
+    for r in &results {
+        // A bench named `*baseline*` is the denominator of its group's ratios.
+        let base = results
+            .iter()
+            .find(|b| b.group == r.group && b.function.contains("baseline"));
+        let row = |metric, value, unit, ratio| Row {
+            scenario: format!("criterion: {}", r.group),
+            variant: r.function.clone(),
+            metric,
+            value,
+            unit,
+            ratio,
+        };
+        if r.mean_ns >= 1e6 {
+            out.rows.push(row("mean time", r.mean_ns / 1e6, "ms/iter", None));
+        } else {
+            out.rows.push(row("mean time", r.mean_ns / 1e3, "µs/iter", None));
+        }
+        let per_s = |n: u64, t: f64| n as f64 / (t / 1e9);
+        if let Some(e) = r.elements {
+            let ratio = base.and_then(|b| Some(per_s(e, r.mean_ns) / per_s(b.elements?, b.mean_ns)));
+            out.rows.push(row("throughput", per_s(e, r.mean_ns), "frames/s", ratio));
+        }
+        if let Some(n) = r.bytes {
+            let ratio = base.and_then(|b| Some(per_s(n, r.mean_ns) / per_s(b.bytes?, b.mean_ns)));
+            out.rows
+                .push(row("throughput", per_s(n, r.mean_ns) / 1e6, "MB/s", ratio));
+        }
+    }
+    Ok(out)
+}
+
+/// Calls `f` for every `new` folder under `dir` that holds both `benchmark.json` and `estimates.json`.
+fn find_estimates(dir: &Path, f: &mut impl FnMut(&Path)) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if entry.file_name() == "new" {
+            if path.join("benchmark.json").is_file() && path.join("estimates.json").is_file() {
+                f(&path);
+            }
+        } else if entry.file_name() != "report" {
+            find_estimates(&path, f);
+        }
+    }
+}
+
+fn read_criterion(new_dir: &Path) -> Option<CriterionResult> {
+    let json = |name: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(new_dir.join(name)).ok()?).ok()
+    };
+    let id = json("benchmark.json")?;
+    let est = json("estimates.json")?;
+    let mean_ns = est["mean"]["point_estimate"].as_f64()?;
+    let group = id["group_id"].as_str()?.to_string();
+    let mut function = id["function_id"].as_str().unwrap_or("").to_string();
+    if let Some(v) = id["value_str"].as_str() {
+        function = if function.is_empty() {
+            v.to_string()
+        } else {
+            format!("{function}/{v}")
+        };
+    }
+    // serde's form of criterion's `Throughput` enum.
+    let t = &id["throughput"];
+    let (elements, bytes) = if let Some(e) = t.get("ElementsAndBytes") {
+        (e["elements"].as_u64(), e["bytes"].as_u64())
+    } else {
+        (
+            t.get("Elements").and_then(|v| v.as_u64()),
+            t.get("Bytes")
+                .or_else(|| t.get("BytesDecimal"))
+                .and_then(|v| v.as_u64()),
+        )
+    };
+    let written = std::fs::metadata(new_dir.join("estimates.json"))
+        .and_then(|m| m.modified())
+        .ok();
+    Some(CriterionResult {
+        group,
+        function,
+        mean_ns,
+        elements,
+        bytes,
+        written,
+    })
+}
+
+/// `$CARGO_TARGET_DIR/criterion`, else the `target/criterion` next to this executable (`target/<profile>/harness`).
+fn default_criterion_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir).join("criterion");
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            exe.ancestors()
+                .find(|a| a.file_name().is_some_and(|n| n == "target"))
+                .map(Path::to_path_buf)
+        })
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("criterion")
+}
+
+// ---- the machine and the table ----
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// The file system type of the mount holding `path`, from /proc/mounts.
+fn fs_type(path: &Path) -> Option<String> {
+    let path = path.canonicalize().ok()?;
+    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, point, ty) = (f.next()?, f.next()?, f.next()?);
+            path.starts_with(point).then(|| (point.len(), ty.to_string()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, ty)| ty)
+}
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn commit() -> String {
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(c) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{c} (with uncommitted changes)")
+            } else {
+                c
+            }
+        }
+        None => "unknown (no git)".into(),
+    }
+}
+
+fn shell_word(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,".contains(&b)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// A number with about three significant digits, thousands separated.
+fn number(v: f64) -> String {
+    if !v.is_finite() {
+        return v.to_string();
+    }
+    if v.abs() >= 1000.0 {
+        let digits = format!("{:.0}", v.abs());
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        if v < 0.0 { format!("-{out}") } else { out }
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn render(args: &Args, ctx: &Ctx, rows: &[Row], notes: &[String], took: Duration) -> String {
+    let mut s = String::new();
+    let argv: Vec<String> = std::env::args().skip(1).map(|a| shell_word(&a)).collect();
+    let mut command = "cargo run --release -p mcptape-benches --bin harness".to_string();
+    if !argv.is_empty() {
+        command = format!("{command} -- {}", argv.join(" "));
+    }
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let _ = writeln!(s, "# mcptape benchmark results\n");
+    let _ = writeln!(s, "- machine: {cores} cores, {}", cpu_model());
+    let _ = writeln!(s, "- date: {}", humantime::format_rfc3339_seconds(SystemTime::now()));
+    let _ = writeln!(s, "- commit: {}", commit());
+    let _ = writeln!(s, "- command: `{command}`");
+    if let Some(mix) = ctx.mix.get() {
+        let _ = writeln!(
+            s,
+            "- workload: the benchmark mix, {} MCP messages, {:.1} MB of payload; median of {} runs of at least {} ms{}",
+            mix.len(),
+            b::payload_bytes(mix) as f64 / 1e6,
+            ctx.runs,
+            ctx.min_run.as_millis(),
+            if args.quick { " (--quick: rough numbers)" } else { "" }
+        );
+    }
+    if cfg!(debug_assertions) {
+        let _ = writeln!(s, "- **debug build**: these numbers say nothing about a release build");
+    }
+    let _ = writeln!(s, "- harness time: {:.1} s\n", took.as_secs_f64());
+    let _ = writeln!(s, "| scenario | variant | metric | value | unit | ratio |");
+    let _ = writeln!(s, "|---|---|---|---:|---|---:|");
+    for r in rows {
+        let ratio = r.ratio.map_or(String::new(), |x| format!("{x:.2}×"));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            r.scenario,
+            r.variant,
+            r.metric,
+            number(r.value),
+            r.unit,
+            ratio
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nratio: against the scenario's baseline measured in the same run (throughput: >1 is faster; on disk: <1 is \
+         smaller). MB = 10^6 bytes of payload (framing bytes included for the NDJSON and SSE rows)."
+    );
+    if !notes.is_empty() {
+        let _ = writeln!(s);
+        for n in notes {
+            let _ = writeln!(s, "- {n}");
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(number(1_234_567.8), "1,234,568");
+        assert_eq!(number(999.4), "999");
+        assert_eq!(number(12.34), "12.3");
+        assert_eq!(number(0.01234), "0.012");
+    }
+
+    #[test]
+    fn shell_words_are_quoted_when_needed() {
+        assert_eq!(shell_word("--quick"), "--quick");
+        assert_eq!(shell_word("a b"), "'a b'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn the_args_parse() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
+}

@@ -11,6 +11,8 @@
 //! The workload functions ([`classify_all`], [`write_journal`], …) are what both the criterion benches and the
 //! harness time, so the two always measure the same code.
 
+pub mod e2e;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

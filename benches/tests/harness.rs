@@ -26,6 +26,8 @@ fn quick_run_writes_a_table_with_every_scenario() {
 
     let run = Command::new(env!("CARGO_BIN_EXE_harness"))
         .arg("--quick")
+        // `stdio` needs a release `mcptape` beside the harness; `benches/run` builds it.
+        .args(["--scenario", "wire", "--scenario", "storage", "--scenario", "criterion"])
         .arg("-o")
         .arg(&out)
         .arg("--criterion-dir")
@@ -42,7 +44,7 @@ fn quick_run_writes_a_table_with_every_scenario() {
     for needle in [
         "- machine: ",
         "- commit: ",
-        "- command: `cargo run --release -p mcptape-benches --bin harness -- --quick",
+        "- command: `cargo run --release -p mcptape-benches --bin harness -- --quick --scenario wire",
         "| scenario | variant | metric | value | unit | ratio |",
         "| wire | classify | throughput |",
         "| storage | Parquet segment | on disk |",

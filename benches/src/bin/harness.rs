@@ -99,6 +99,11 @@ const SCENARIOS: &[Scenario] = &[
         run: storage,
     },
     Scenario {
+        name: "stdio",
+        about: "end to end: round trip and NDJSON throughput through a direct pipe, socat and `mcptape record` (echo server: cat)",
+        run: stdio,
+    },
+    Scenario {
         name: "criterion",
         about: "the last `cargo bench -p mcptape-benches` results, read from target/criterion",
         run: criterion,
@@ -749,6 +754,170 @@ fn render(args: &Args, ctx: &Ctx, rows: &[Row], notes: &[String], took: Duration
         }
     }
     s
+}
+
+// ---- end to end: stdio ----
+
+/// `mcptape` built next to this harness (`cargo build --release` builds both).
+fn mcptape_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name("mcptape");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} not built: run `cargo build --release` first",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+fn which(prog: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(prog))
+        .find(|p| p.is_file())
+}
+
+const DIRECT: &str = "direct pipe (baseline)";
+const SOCAT: &str = "socat relay";
+
+/// Round trips and streaming through each chain. Latency: rounds that run every chain in turn (so all share the
+/// same moments of a busy machine), pooled, p50 and p99; the ratio of an added latency is to socat's added latency.
+/// Throughput: the benchmark mix as NDJSON, repeated, median of the runs; ratio to socat.
+fn stdio(ctx: &Ctx) -> anyhow::Result<Outcome> {
+    use mcptape_benches::e2e::{Chain, quantile, round_trips, stream};
+    let mut out = Outcome::default();
+    let mcptape = mcptape_bin()?.display().to_string();
+    let caps = ctx.scratch.path().join("stdio-captures").display().to_string();
+    let mut chains = vec![Chain {
+        name: DIRECT.into(),
+        argv: vec!["cat".into()],
+    }];
+    match which("socat") {
+        Some(s) => chains.push(Chain {
+            name: SOCAT.into(),
+            argv: vec![s.display().to_string(), "-b65536".into(), "-".into(), "EXEC:cat".into()],
+        }),
+        None => out
+            .notes
+            .push("socat not installed (`apt-get install socat`): the relay rows are missing".into()),
+    }
+    let record = |extra: &[&str]| {
+        let mut argv = vec![
+            mcptape.clone(),
+            "record".into(),
+            "--out".into(),
+            caps.clone(),
+            "--name".into(),
+            "bench".into(),
+        ];
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        argv.extend(["--".into(), "cat".into()]);
+        argv
+    };
+    chains.push(Chain {
+        name: "mcptape record".into(),
+        argv: record(&[]),
+    });
+    chains.push(Chain {
+        name: "mcptape record --lossless".into(),
+        argv: record(&["--lossless"]),
+    });
+
+    let (rounds, per) = if ctx.runs < 5 { (2, 300) } else { (5, 2_000) };
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); chains.len()];
+    for _ in 0..rounds {
+        for (i, c) in chains.iter().enumerate() {
+            samples[i].extend(round_trips(c, 100, per)?);
+        }
+    }
+    let pcts: Vec<(Duration, Duration)> = samples
+        .iter_mut()
+        .map(|s| (quantile(s, 0.50), quantile(s, 0.99)))
+        .collect();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let direct = pcts[0];
+    let socat = chains.iter().position(|c| c.name == SOCAT).map(|i| pcts[i]);
+    for (c, &(p50, p99)) in chains.iter().zip(&pcts) {
+        let row = |metric, value, ratio| Row {
+            scenario: "stdio".into(),
+            variant: c.name.clone(),
+            metric,
+            value,
+            unit: "µs",
+            ratio,
+        };
+        out.rows.push(row("round trip p50", us(p50), None));
+        out.rows.push(row("round trip p99", us(p99), None));
+        if c.name != DIRECT {
+            let added50 = us(p50) - us(direct.0);
+            let added99 = us(p99) - us(direct.1);
+            let vs = |mine: f64, theirs: Option<f64>| theirs.filter(|t| *t > 0.0).map(|t| mine / t);
+            out.rows.push(row(
+                "added p50",
+                added50,
+                vs(added50, socat.map(|s| us(s.0) - us(direct.0))),
+            ));
+            out.rows.push(row(
+                "added p99",
+                added99,
+                vs(added99, socat.map(|s| us(s.1) - us(direct.1))),
+            ));
+        }
+    }
+    out.notes.push(format!(
+        "round trips: {rounds} rounds × {per} requests per chain (after 100 warm-up), one `ping` line echoed by `cat`; \
+         added = chain minus direct pipe; the ratio of an added latency is to socat's added latency (goal ≤ 1.2×)"
+    ));
+
+    // Throughput: the mix as NDJSON, repeated to the target size.
+    let mut data = Vec::new();
+    let target = if ctx.runs < 5 { 4 << 20 } else { 64 << 20 };
+    while data.len() < target {
+        for (_, m) in ctx.mix() {
+            data.extend_from_slice(m);
+            data.push(b'\n');
+        }
+    }
+    let runs = if ctx.runs < 5 { 1 } else { 3 };
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); chains.len()];
+    let mut recorded = vec![String::new(); chains.len()];
+    for _ in 0..runs {
+        for (i, c) in chains.iter().enumerate() {
+            let (t, err) = stream(c, &data)?;
+            times[i].push(t);
+            if let Some(line) = err
+                .lines()
+                .find(|l| l.contains("recorded") || l.contains("could not be recorded"))
+            {
+                recorded[i] = line.trim_start_matches("mcptape: ").to_string();
+            }
+        }
+    }
+    let mbps: Vec<f64> = times
+        .iter_mut()
+        .map(|t| data.len() as f64 / quantile(t, 0.5).as_secs_f64().max(1e-9) / 1e6)
+        .collect();
+    let socat_mbps = chains.iter().position(|c| c.name == SOCAT).map(|i| mbps[i]);
+    for (i, c) in chains.iter().enumerate() {
+        out.rows.push(Row {
+            scenario: "stdio".into(),
+            variant: c.name.clone(),
+            metric: "NDJSON throughput",
+            value: mbps[i],
+            unit: "MB/s",
+            ratio: socat_mbps.map(|s| mbps[i] / s),
+        });
+        if !recorded[i].is_empty() {
+            out.notes
+                .push(format!("{}: {}", c.name, recorded[i].replace(&caps, "SCRATCH")));
+        }
+    }
+    out.notes.push(format!(
+        "throughput: {:.0} MB of the benchmark mix as NDJSON, through and back, median of {runs}; ratio to socat (goal ≥ 0.8×)",
+        data.len() as f64 / 1e6
+    ));
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -10,16 +10,20 @@ use clap::Args;
 use mcptape_datasets::cli::RedactionArgs;
 use mcptape_datasets::{CaptureMeta, Transport, WriterOptions};
 
+use crate::http;
 use crate::log::Log;
 use crate::paths;
 use crate::stdio::{self, Shutdown};
 use crate::tap::{SessionTap, Tap, TapConfig};
 
-/// `mcptape record [OPTIONS] -- CMD [ARGS...]`: run an MCP server over stdio and record the session.
+/// `mcptape record [OPTIONS] -- CMD [ARGS...]` or `mcptape record --listen ADDR --upstream URL [OPTIONS]`.
 ///
-/// Put it where your MCP client starts the server: the server command becomes
+/// stdio: put it where your MCP client starts the server: the server command becomes
 /// `mcptape record --out DIR -- <server command...>`. stdin and stdout are relayed byte for byte; mcptape's own
 /// messages go to stderr (or --log FILE). Exits with the server's exit status; 127/126 when it cannot start.
+///
+/// HTTP, SSE, WebSocket: `--listen` makes it a reverse proxy for the `--upstream` endpoint; point the client at
+/// the printed address instead. Runs until SIGINT/SIGTERM, then finishes the capture and exits 0.
 #[derive(Debug, Args)]
 pub struct RecordArgs {
     /// Capture folder (created 0700). Default: $XDG_DATA_HOME/mcptape/captures or ~/.local/share/mcptape/captures.
@@ -37,15 +41,53 @@ pub struct RecordArgs {
     #[command(flatten)]
     pub redaction: RedactionArgs,
     /// After the client closes stdin, how long the server has to exit before SIGTERM (then SIGKILL as long again).
+    /// With --listen: after SIGINT/SIGTERM, how long open exchanges (event streams included) have to finish.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
     /// Messages longer than this many bytes are recorded in parts (memory stays bounded).
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     pub max_frame: usize,
+    /// Record a remote server or gateway: listen on ADDR (PORT, HOST:PORT or [V6]:PORT; the host defaults to
+    /// 127.0.0.1, port 0 picks a free one) as a reverse proxy for --upstream. The bound address is printed on
+    /// stderr as `mcptape: listening on http://HOST:PORT`.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires = "upstream",
+        conflicts_with = "command",
+        help_heading = "HTTP tap"
+    )]
+    pub listen: Option<String>,
+    /// The MCP endpoint --listen forwards to: an http://, https://, ws:// or wss:// URL.
+    #[arg(long, value_name = "URL", requires = "listen", help_heading = "HTTP tap")]
+    pub upstream: Option<String>,
+    /// Allow --listen on an address other machines can reach (a warning is logged).
+    #[arg(long, requires = "listen", help_heading = "HTTP tap")]
+    pub allow_remote: bool,
+    /// Largest request body accepted from a client (413 beyond).
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20, help_heading = "HTTP tap")]
+    pub max_body: usize,
+    /// Time a client has to send a request's headers; also how long an idle kept-alive connection stays open.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration, help_heading = "HTTP tap")]
+    pub header_timeout: Duration,
+    /// Longest pause while a client sends a request body (408 beyond). Responses have no time limit: event
+    /// streams stay open as long as both ends keep them.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration, help_heading = "HTTP tap")]
+    pub idle_timeout: Duration,
+    /// Time to connect to the upstream, TLS included (then 502).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration, help_heading = "HTTP tap")]
+    pub connect_timeout: Duration,
+    /// Client connections served at once; more wait in the listen backlog.
+    #[arg(long, value_name = "N", default_value_t = 10_000, help_heading = "HTTP tap")]
+    pub max_connections: usize,
+    /// Requests without Mcp-Session-Id (the stateless 2026-07-28 era) are grouped per client (peer IP,
+    /// Authorization, User-Agent); a client silent this long starts a new session.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration, help_heading = "HTTP tap")]
+    pub stateless_gap: Duration,
     /// The server command and its arguments, after `--` (the `--` may be left out: some clients mangle it).
     /// Everything from CMD on belongs to the server.
     #[arg(
-        required = true,
+        required_unless_present = "listen",
         trailing_var_arg = true,
         allow_hyphen_values = true,
         value_name = "CMD"
@@ -59,10 +101,10 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         Some(p) => Log::file(p).with_context(|| format!("{}: cannot open log file", p.display()))?,
         None => Log::stderr(),
     };
-    let out = match &args.out {
-        Some(d) => d.clone(),
-        None => paths::default_capture_dir().context("no --out given and no HOME to put captures under")?,
-    };
+    if args.listen.is_some() {
+        return run_http(args, log).await;
+    }
+    let out = out_dir(&args)?;
     let rules = args.redaction.rules();
     let signals = stdio::Signals::install();
     // Start the server first: if it cannot start, nothing is written.
@@ -97,6 +139,70 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         ..Shutdown::default()
     };
     let outcome = stdio::relay(spawned, session, args.max_frame, shutdown, signals, log.clone()).await;
+    finish(tap, writer).await?;
+    Ok(ExitCode::from(outcome.code))
+}
+
+fn out_dir(args: &RecordArgs) -> anyhow::Result<PathBuf> {
+    match &args.out {
+        Some(d) => Ok(d.clone()),
+        None => paths::default_capture_dir().context("no --out given and no HOME to put captures under"),
+    }
+}
+
+/// `record --listen ADDR --upstream URL`: the HTTP tap. Runs until SIGINT/SIGTERM/SIGHUP, exits 0.
+async fn run_http(args: RecordArgs, log: Log) -> anyhow::Result<ExitCode> {
+    let stop = http::shutdown_signal();
+    let listen = http::parse_listen(args.listen.as_deref().unwrap_or_default()).map_err(anyhow::Error::msg)?;
+    let upstream = http::Upstream::parse(args.upstream.as_deref().unwrap_or_default()).map_err(anyhow::Error::msg)?;
+    if !listen.ip().is_loopback() {
+        anyhow::ensure!(
+            args.allow_remote,
+            "--listen {listen}: not a loopback address; add --allow-remote to accept connections from other machines"
+        );
+        log.line(&format!(
+            "warning: listening on {listen} (--allow-remote): whoever reaches it can use {} through the tap, and is recorded",
+            upstream.display()
+        ));
+    }
+    let out = out_dir(&args)?;
+    let rules = args.redaction.rules();
+    let listener = http::bind(listen, &log).await?;
+    let name = args
+        .name
+        .as_deref()
+        .map(paths::sanitize)
+        .unwrap_or_else(|| paths::sanitize(&upstream.label()));
+    let mut meta = CaptureMeta::new(if upstream.is_ws() { "ws" } else { "http" }, &upstream.display());
+    meta.name = name.clone();
+    meta.redaction = rules.describe();
+    let mut config = TapConfig::new(WriterOptions::new(&out, name, meta), rules.clone());
+    config.lossless = args.lossless;
+    let (tap, writer) = Tap::start(config, log.clone()).context("cannot start the capture")?;
+    let opts = http::HttpOptions {
+        listen,
+        upstream,
+        limits: http::Limits {
+            max_body: args.max_body,
+            max_frame: args.max_frame,
+            header_timeout: args.header_timeout,
+            idle_timeout: args.idle_timeout,
+            connect_timeout: args.connect_timeout,
+            max_connections: args.max_connections,
+            stateless_gap: args.stateless_gap,
+            drain: args.grace,
+        },
+        lossless: args.lossless,
+        rules,
+    };
+    let served = http::serve(listener, opts, tap.clone(), log, stop).await;
+    finish(tap, writer).await?;
+    served?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Closes the tap, waits for the writer, and says where the capture is.
+async fn finish(tap: Tap, writer: crate::tap::TapWriter) -> anyhow::Result<()> {
     tap.shutdown();
     drop(tap);
     let summary = tokio::task::spawn_blocking(move || writer.finish())
@@ -114,5 +220,5 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     if let Some(e) = &summary.write_error {
         eprintln!("mcptape: capture write error: {e}");
     }
-    Ok(ExitCode::from(outcome.code))
+    Ok(())
 }

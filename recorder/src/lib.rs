@@ -1,5 +1,5 @@
-//! The tap: one [`Tap`] core that every transport adapter (stdio child process now; HTTP reverse proxy and
-//! WebSocket next) feeds with copies of the bytes it forwards.
+//! The tap: one [`Tap`] core that every transport adapter (stdio child process; HTTP reverse proxy for
+//! Streamable HTTP, the legacy HTTP+SSE transport and WebSocket) feeds with copies of the bytes it forwards.
 //!
 //! Why one core: framing, classification, correlation and redaction must behave the same whatever carried the
 //! bytes, and forwarding must never wait for the recorder. Adapters therefore only move bytes and hand refcounted
@@ -7,6 +7,7 @@
 //! (drop-and-count when full, or backpressure with `--lossless`).
 
 pub mod cli;
+pub mod http;
 pub mod log;
 pub mod paths;
 pub mod stdio;

@@ -401,8 +401,10 @@ impl Worker {
         }
         if let Some(h) = &mut f.http {
             for (name, value) in &mut h.headers {
-                if let std::borrow::Cow::Owned(v) = self.rules.header_value(name, value) {
-                    *value = v;
+                // A redacted value comes back borrowed (`[REDACTED]` is static), a hashed one owned: compare.
+                let stored = self.rules.header_value(name, value);
+                if stored != value.as_str() {
+                    *value = stored.into_owned();
                 }
             }
         }

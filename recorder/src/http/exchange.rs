@@ -1,0 +1,134 @@
+//! One exchange (a POST, GET or DELETE and its answer, or one WebSocket connection) as the tap sees it: what is
+//! known of its request and response, and the calls that turn its messages into frames of its session's stream.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use mcptape_datasets::{Direction, HttpMeta, Transport};
+
+use super::session::{Open, Session, Sessions};
+use crate::tap::Observed;
+
+/// What the tap knows of a request, for the frames of its exchange.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RequestMeta {
+    pub method: String,
+    pub path: String,
+    pub content_type: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub mcp_session: Option<String>,
+    pub protocol_version: Option<String>,
+}
+
+/// What the tap knows of a response.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ResponseMeta {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// One POST/GET/DELETE exchange (or one WebSocket connection): a stream of a session.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    pub sessions: Arc<Sessions>,
+    pub open: Open,
+    pub stream_id: u32,
+    pub request: RequestMeta,
+    pub response: std::sync::OnceLock<ResponseMeta>,
+    /// Mcp-Session-Id from the response when the request had none (an initialize answer).
+    pub assigned_mcp_session: Option<String>,
+}
+
+impl Exchange {
+    pub fn new(sessions: Arc<Sessions>, open: Open, request: RequestMeta) -> Exchange {
+        let stream_id = open.session.next_stream();
+        Exchange {
+            sessions,
+            open,
+            stream_id,
+            request,
+            response: std::sync::OnceLock::new(),
+            assigned_mcp_session: None,
+        }
+    }
+
+    pub fn session(&self) -> &Arc<Session> {
+        &self.open.session
+    }
+
+    fn observed(
+        &self,
+        direction: Direction,
+        transport: Transport,
+        lifecycle: Option<&'static str>,
+        payload: Bytes,
+        http: Option<HttpMeta>,
+    ) -> Observed {
+        Observed {
+            session: self.open.session.id.clone(),
+            stream_id: self.stream_id,
+            direction,
+            transport,
+            lifecycle,
+            payload,
+            ts_ns: 0,
+            t_ns: 0,
+            http,
+            mcp_session: self
+                .request
+                .mcp_session
+                .clone()
+                .or_else(|| self.assigned_mcp_session.clone()),
+            protocol_version: self.request.protocol_version.clone(),
+        }
+    }
+
+    /// A client → server frame (the request body, or a lifecycle note for a request without one).
+    pub fn c2s(
+        &self,
+        transport: Transport,
+        lifecycle: Option<&'static str>,
+        payload: Bytes,
+        at: Option<(Instant, i64)>,
+    ) {
+        let http = HttpMeta {
+            method: Some(self.request.method.clone()),
+            path: Some(self.request.path.clone()),
+            status: None,
+            content_type: self.request.content_type.clone(),
+            sse_event_id: None,
+            headers: self.request.headers.clone(),
+        };
+        let obs = self.observed(Direction::C2s, transport, lifecycle, payload, Some(http));
+        self.sessions.observe(&self.open.session, obs, at);
+    }
+
+    /// A server → client frame (a JSON body, one SSE event, a lifecycle note).
+    pub fn s2c(
+        &self,
+        transport: Transport,
+        lifecycle: Option<&'static str>,
+        payload: Bytes,
+        sse_event_id: Option<String>,
+    ) {
+        let resp = self.response.get();
+        let http = HttpMeta {
+            method: Some(self.request.method.clone()),
+            path: Some(self.request.path.clone()),
+            status: resp.map(|r| r.status),
+            content_type: resp.and_then(|r| r.content_type.clone()),
+            sse_event_id,
+            headers: resp.map(|r| r.headers.clone()).unwrap_or_default(),
+        };
+        let obs = self.observed(Direction::S2c, transport, lifecycle, payload, Some(http));
+        self.sessions.observe(&self.open.session, obs, None);
+    }
+
+    /// A frame without HTTP metadata (WebSocket messages).
+    pub fn message(&self, direction: Direction, transport: Transport, lifecycle: Option<&'static str>, payload: Bytes) {
+        let obs = self.observed(direction, transport, lifecycle, payload, None);
+        self.sessions.observe(&self.open.session, obs, None);
+    }
+}

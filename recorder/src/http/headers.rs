@@ -1,0 +1,137 @@
+//! Header handling as a proxy must do it (RFC 9110 §7.6): hop-by-hop fields are the tap's own business and are
+//! not forwarded; everything else passes through unchanged, and each forwarded message gets a `Via` entry.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use mcptape_datasets::redact::{REDACTED, RedactionRules};
+
+/// Fields that are hop-by-hop whatever `Connection` says (RFC 9110 §7.6.1 and the obsolete `Proxy-Connection`).
+const HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// What the tap adds to `Via`.
+const VIA: &str = "1.1 mcptape";
+
+/// Removes the hop-by-hop fields: the fixed ones and those that `Connection` names.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(n);
+    }
+}
+
+/// Appends the tap to `Via`.
+pub(crate) fn add_via(headers: &mut HeaderMap) {
+    let value = match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
+        Some(v) => format!("{v}, {VIA}"),
+        None => VIA.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(header::VIA, v);
+    }
+}
+
+/// The headers to record: name (lower-case, as `http` stores it) and value (lossy UTF-8). The tap's writer
+/// redacts the values; this only copies them.
+pub(crate) fn recorded(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A header's value as text, if present and valid.
+pub(crate) fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The media type of `Content-Type`, lower-cased, without parameters.
+pub(crate) fn media_type(headers: &HeaderMap) -> Option<String> {
+    let ct = text(headers, "content-type")?;
+    Some(ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+}
+
+/// Path and query for the capture, with the values of secret-looking query parameters (`?api_key=…`,
+/// `?access_token=…`) replaced by `[REDACTED]` under the same key rules as payloads. Header values are redacted
+/// by the tap's writer; a path is not a header, so it is done here.
+pub(crate) fn recorded_path(path_and_query: &str, rules: &RedactionRules) -> String {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return path_and_query.to_string();
+    };
+    let mut out = String::with_capacity(path_and_query.len());
+    out.push_str(path);
+    out.push('?');
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((k, _)) if rules.is_secret_key(k.as_bytes()) => {
+                out.push_str(k);
+                out.push('=');
+                out.push_str(REDACTED);
+            }
+            _ => out.push_str(pair),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_fields_and_the_ones_connection_names_are_removed() {
+        let mut h = HeaderMap::new();
+        for (n, v) in [
+            ("connection", "keep-alive, X-Hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-hop", "1"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("te", "trailers"),
+            ("mcp-session-id", "abc"),
+            ("authorization", "Bearer t"),
+            ("via", "1.0 fred"),
+        ] {
+            h.append(HeaderName::from_static(n), HeaderValue::from_static(v));
+        }
+        strip_hop_by_hop(&mut h);
+        add_via(&mut h);
+        let mut names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["authorization", "mcp-session-id", "via"]);
+        assert_eq!(h["via"], "1.0 fred, 1.1 mcptape");
+    }
+
+    #[test]
+    fn secret_query_values_are_redacted_in_recorded_paths() {
+        let r = RedactionRules::default();
+        assert_eq!(recorded_path("/mcp", &r), "/mcp");
+        assert_eq!(
+            recorded_path("/message?sessionId=ab&api_key=k&access_token=t&x", &r),
+            "/message?sessionId=ab&api_key=[REDACTED]&access_token=[REDACTED]&x"
+        );
+        assert_eq!(recorded_path("/m?api_key=k", &RedactionRules::none()), "/m?api_key=k");
+    }
+}

@@ -1,0 +1,489 @@
+//! The session engine: replays one [`Script`] over a [`Link`] and compares what comes back.
+//!
+//! The client's messages go out in recorded order, each after the live answers it waited for in the recording and
+//! no earlier than its (scaled) recorded time. Whatever the server sends meanwhile is handled at once: answers are
+//! stored and compared, the server's own requests get the client's recorded answers under the live ids, and
+//! notifications are counted. No wait is unbounded: a missing answer is reported and the session goes on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mcptape_datasets::Kind;
+use mcptape_datasets::wire::envelope::{Envelope, classify};
+use mcptape_reports::replay::{AnswerDiff, Counts, SessionReport};
+use serde_json::Value;
+
+use crate::compare::{Ignore, Rewrites, diff};
+use crate::link::{Incoming, Link};
+use crate::script::Script;
+
+/// How fast to send.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// At the recorded offsets.
+    Recorded,
+    /// As fast as causality allows.
+    Max,
+    /// The recorded offsets divided by this factor.
+    Scaled(f64),
+}
+
+impl std::str::FromStr for Pace {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "recorded" => Ok(Pace::Recorded),
+            "max" => Ok(Pace::Max),
+            x => x
+                .strip_suffix('x')
+                .and_then(|n| n.parse::<f64>().ok())
+                .filter(|n| *n > 0.0 && n.is_finite())
+                .map(Pace::Scaled)
+                .ok_or_else(|| format!("--pace {x:?}: expected recorded, max or a factor like 2x")),
+        }
+    }
+}
+
+/// Timing hooks, for load runs: called as answers arrive (or fail to).
+pub trait Observer: Send + Sync {
+    /// A live answer to a request sent at `sent`.
+    fn answered(&self, method: &str, sent: Instant, answered: Instant, kind: Kind, error_code: Option<i32>);
+    /// A request whose answer never came (timeout or the link ended).
+    fn unanswered(&self, method: &str, sent: Instant, why: Unanswered);
+}
+
+/// Why a request went unanswered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// No answer within the timeout.
+    Timeout,
+    /// The link ended first.
+    Closed,
+}
+
+/// Engine settings.
+#[derive(Clone)]
+pub struct Options {
+    /// Pacing.
+    pub pace: Pace,
+    /// Longest wait for any one answer.
+    pub timeout: Duration,
+    /// What to leave out of comparisons.
+    pub ignore: Ignore,
+    /// Differences kept per answer.
+    pub diff_limit: usize,
+    /// Compare answers with the recording (a load run without `--check` only counts them).
+    pub compare: bool,
+    /// How long to keep listening after the last answer, for trailing server messages.
+    pub linger: Duration,
+    /// Timing hooks.
+    pub observer: Option<std::sync::Arc<dyn Observer>>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("pace", &self.pace)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Run<'a> {
+    script: &'a Script,
+    opts: &'a Options,
+    live: HashMap<String, (Bytes, Kind)>,
+    server_seen: HashMap<String, usize>,
+    notifications: BTreeMap<String, u64>,
+    extra_server_requests: BTreeMap<String, u64>,
+    rewrites: Rewrites,
+    closed: Option<String>,
+    /// When each request went out, for the observer.
+    sent_at: HashMap<String, (Instant, String)>,
+}
+
+/// Replays one session over a fresh link, closes it, and reports. Never hangs longer than the script's waits times
+/// the timeout.
+pub async fn replay_session(script: &Script, mut link: Link, opts: &Options) -> SessionReport {
+    let report = run_session(script, &mut link, opts).await;
+    link.close(Duration::from_secs(3)).await;
+    report
+}
+
+/// Replays one session over `link` and leaves it open, so a caller can run the next session on the same
+/// connection or child process (a load test's stdio users).
+pub async fn run_session(script: &Script, link: &mut Link, opts: &Options) -> SessionReport {
+    let started = Instant::now();
+    let mut run = Run {
+        script,
+        opts,
+        live: HashMap::new(),
+        server_seen: HashMap::new(),
+        notifications: BTreeMap::new(),
+        extra_server_requests: BTreeMap::new(),
+        rewrites: Rewrites::default(),
+        closed: None,
+        sent_at: HashMap::new(),
+    };
+    let mut sent: Vec<(String, String)> = Vec::new(); // (id, method) of requests sent
+    let mut timed_out: Vec<String> = Vec::new();
+    for step in &script.steps {
+        if run.closed.is_some() {
+            break;
+        }
+        // Causality: the answers the client had when it sent this.
+        let deadline = Instant::now() + opts.timeout;
+        for id in &step.wait_for {
+            if !run.wait_for(link, id, deadline).await && run.closed.is_none() {
+                timed_out.push(id.clone());
+            }
+        }
+        // Pacing.
+        let at = match opts.pace {
+            Pace::Max => None,
+            Pace::Recorded => Some(started + Duration::from_nanos(step.t_ns)),
+            Pace::Scaled(k) => Some(started + Duration::from_secs_f64(step.t_ns as f64 / 1e9 / k)),
+        };
+        if let Some(at) = at {
+            run.pump_until(link, at).await;
+        }
+        if run.closed.is_some() {
+            break;
+        }
+        let payload = run.rewrite(&step.payload);
+        if let (Kind::Request, Some(id)) = (step.kind, &step.rpc_id) {
+            sent.push((id.clone(), step.method.clone().unwrap_or_default()));
+            if opts.observer.is_some() {
+                run.sent_at
+                    .insert(id.clone(), (Instant::now(), step.method.clone().unwrap_or_default()));
+            }
+        }
+        link.send(payload);
+    }
+    // The answers still due.
+    let deadline = Instant::now() + opts.timeout;
+    for (id, _) in &sent {
+        if run.closed.is_some() {
+            break;
+        }
+        if script.answers.contains_key(id) && !run.wait_for(link, id, deadline).await {
+            timed_out.push(id.clone());
+        }
+    }
+    // Server requests the recording had but the live server has not sent yet (some come on a timer).
+    let deadline = Instant::now() + opts.timeout;
+    while run.closed.is_none() && run.server_requests_outstanding() && Instant::now() < deadline {
+        run.pump_until(link, (Instant::now() + Duration::from_millis(20)).min(deadline))
+            .await;
+    }
+    // A short grace for trailing server messages.
+    if !opts.linger.is_zero() {
+        run.pump_until(link, Instant::now() + opts.linger).await;
+    }
+    run.report(&sent, started.elapsed())
+}
+
+/// Whether a recorded answer carries a value a live server mints (a cheap byte search before any parse).
+fn mints(payload: &[u8]) -> bool {
+    crate::compare::MINTED
+        .iter()
+        .any(|k| memchr::memmem::find(payload, format!("\"{k}\"").as_bytes()).is_some())
+}
+
+/// `msg` with its top-level `id` value replaced by `id` (JSON text), every other byte kept.
+pub fn with_id(msg: &[u8], id: &str) -> Option<Bytes> {
+    let mut span = None;
+    mcptape_datasets::wire::json::scan_members(msg, 1, |path, s, _| {
+        if path == [b"id".as_slice()] {
+            span = Some(s);
+        }
+    })
+    .ok()?;
+    let s = span?;
+    let mut out = Vec::with_capacity(msg.len() + id.len());
+    out.extend_from_slice(&msg[..s.start]);
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(&msg[s.end..]);
+    Some(Bytes::from(out))
+}
+
+impl Run<'_> {
+    /// Pumps until the live answer to `id` is in; false on timeout or close.
+    async fn wait_for(&mut self, link: &mut Link, id: &str, deadline: Instant) -> bool {
+        while !self.live.contains_key(id) {
+            if self.closed.is_some() {
+                return false;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, link.recv()).await {
+                Ok(Some(inc)) => self.handle(link, inc),
+                Ok(None) => {
+                    self.closed.get_or_insert_with(|| "the link ended".into());
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    async fn pump_until(&mut self, link: &mut Link, at: Instant) {
+        while self.closed.is_none() {
+            let left = at.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match tokio::time::timeout(left, link.recv()).await {
+                Ok(Some(inc)) => self.handle(link, inc),
+                Ok(None) => {
+                    self.closed.get_or_insert_with(|| "the link ended".into());
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn server_requests_outstanding(&self) -> bool {
+        self.script
+            .server_requests
+            .iter()
+            .any(|(m, v)| self.server_seen.get(m).copied().unwrap_or(0) < v.len())
+    }
+
+    fn rewrite(&self, payload: &Bytes) -> Bytes {
+        if self.rewrites.is_empty() {
+            return payload.clone();
+        }
+        match serde_json::from_slice::<Value>(payload) {
+            Ok(mut v) => {
+                if self.rewrites.apply(&mut v) {
+                    Bytes::from(v.to_string())
+                } else {
+                    payload.clone()
+                }
+            }
+            Err(_) => payload.clone(),
+        }
+    }
+
+    fn handle(&mut self, link: &Link, inc: Incoming) {
+        match inc {
+            Incoming::Closed(why) => {
+                self.closed.get_or_insert(why);
+            }
+            Incoming::Message(bytes) => {
+                let env = classify(&bytes);
+                if env.kind == Kind::Batch {
+                    if let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(&bytes) {
+                        for item in items {
+                            let b = Bytes::from(item.to_string());
+                            let e = classify(&b);
+                            self.message(link, b, e);
+                        }
+                    }
+                } else {
+                    self.message(link, bytes, env);
+                }
+            }
+        }
+    }
+
+    fn message(&mut self, link: &Link, bytes: Bytes, env: Envelope) {
+        match env.kind {
+            Kind::Response | Kind::Error => {
+                let Some(id) = env.rpc_id else { return };
+                if let (Some(obs), Some((sent, method))) = (&self.opts.observer, self.sent_at.remove(&id)) {
+                    obs.answered(&method, sent, Instant::now(), env.kind, env.error_code);
+                }
+                if let Some(rec) = self.script.answers.get(&id) {
+                    // Only answers that carry a minted value teach anything: skip the parse for the rest.
+                    if mints(&rec.payload) {
+                        if let (Ok(r), Ok(l)) = (serde_json::from_slice(&rec.payload), serde_json::from_slice(&bytes)) {
+                            self.rewrites.learn(&r, &l);
+                        }
+                    }
+                }
+                self.live.insert(id, (bytes, env.kind));
+            }
+            Kind::Request => {
+                let method = env.method.unwrap_or_default();
+                let n = self.server_seen.entry(method.clone()).or_default();
+                let recorded = self.script.server_requests.get(&method).and_then(|v| v.get(*n));
+                *n += 1;
+                let live_id = env.rpc_id.unwrap_or_else(|| "null".into());
+                let answer = match recorded.and_then(|r| r.answer.as_ref()) {
+                    // The recorded bytes, with only the id changed: servers may echo what they get.
+                    Some(a) => match with_id(a, &live_id) {
+                        Some(b) => b,
+                        None => return,
+                    },
+                    None if method == "ping" => {
+                        Bytes::from(format!("{{\"jsonrpc\":\"2.0\",\"id\":{live_id},\"result\":{{}}}}"))
+                    }
+                    None => {
+                        *self.extra_server_requests.entry(method.clone()).or_default() += 1;
+                        let err = serde_json::json!({"code": -32601, "message": format!("mcptape replay: no recorded answer to {method}")});
+                        Bytes::from(format!("{{\"jsonrpc\":\"2.0\",\"id\":{live_id},\"error\":{err}}}"))
+                    }
+                };
+                link.send(answer);
+            }
+            Kind::Notification => {
+                *self.notifications.entry(env.method.unwrap_or_default()).or_default() += 1;
+            }
+            _ => {}
+        }
+    }
+
+    fn report(mut self, sent: &[(String, String)], took: Duration) -> SessionReport {
+        if let Some(obs) = &self.opts.observer {
+            let why = if self.closed.is_some() {
+                Unanswered::Closed
+            } else {
+                Unanswered::Timeout
+            };
+            for (_, (at, method)) in self.sent_at.drain() {
+                obs.unanswered(&method, at, why);
+            }
+        }
+        let mut methods: BTreeMap<String, Counts> = BTreeMap::new();
+        let mut diffs = Vec::new();
+        for (id, method) in sent {
+            let c = methods.entry(method.clone()).or_default();
+            let live = self.live.remove(id);
+            if live.as_ref().is_some_and(|(_, k)| *k == Kind::Error) {
+                c.errors += 1;
+            }
+            match (self.script.answers.get(id), live) {
+                (Some(_), Some(_)) if !self.opts.compare => c.matched += 1,
+                (Some(rec), Some((bytes, _))) => {
+                    let (Ok(r), Ok(l)) = (
+                        serde_json::from_slice::<Value>(&rec.payload),
+                        serde_json::from_slice::<Value>(&bytes),
+                    ) else {
+                        c.differed += 1;
+                        continue;
+                    };
+                    let d = diff(&r, &l, &self.opts.ignore, self.opts.diff_limit);
+                    if d.is_empty() {
+                        c.matched += 1;
+                    } else {
+                        c.differed += 1;
+                        diffs.push(AnswerDiff {
+                            method: method.clone(),
+                            rpc_id: id.clone(),
+                            outcome: "differed".into(),
+                            differences: d,
+                        });
+                    }
+                }
+                (Some(_), None) => {
+                    c.missing += 1;
+                    diffs.push(AnswerDiff {
+                        method: method.clone(),
+                        rpc_id: id.clone(),
+                        outcome: "missing".into(),
+                        differences: vec![],
+                    });
+                }
+                (None, Some(_)) => {
+                    c.extra += 1;
+                    diffs.push(AnswerDiff {
+                        method: method.clone(),
+                        rpc_id: id.clone(),
+                        outcome: "extra".into(),
+                        differences: vec![],
+                    });
+                }
+                (None, None) => {}
+            }
+        }
+        // Live answers to ids the client never sent.
+        for (id, _) in self.live.drain() {
+            methods.entry("(unknown)".into()).or_default().extra += 1;
+            diffs.push(AnswerDiff {
+                method: "(unknown)".into(),
+                rpc_id: id,
+                outcome: "extra".into(),
+                differences: vec![],
+            });
+        }
+        // The server's requests: recorded ones that never came are missing, unrecorded ones extra.
+        for (method, recorded) in &self.script.server_requests {
+            let seen = self.server_seen.get(method).copied().unwrap_or(0);
+            let c = methods.entry(method.clone()).or_default();
+            let both = seen.min(recorded.len()) as u64;
+            c.matched += both;
+            if recorded.len() > seen {
+                c.missing += (recorded.len() - seen) as u64;
+                diffs.push(AnswerDiff {
+                    method: method.clone(),
+                    rpc_id: "-".into(),
+                    outcome: format!(
+                        "missing: the server sent {seen} of {} recorded {method} requests",
+                        recorded.len()
+                    ),
+                    differences: vec![],
+                });
+            }
+        }
+        for (method, n) in &self.extra_server_requests {
+            methods.entry(method.clone()).or_default().extra += n;
+            diffs.push(AnswerDiff {
+                method: method.clone(),
+                rpc_id: "-".into(),
+                outcome: format!("extra: {n} unrecorded server request(s)"),
+                differences: vec![],
+            });
+        }
+        let mut notifications = BTreeMap::new();
+        for m in self.script.notifications.keys().chain(self.notifications.keys()) {
+            let rec = self.script.notifications.get(m).copied().unwrap_or(0);
+            let live = self.notifications.get(m).copied().unwrap_or(0);
+            notifications.insert(m.clone(), (rec, live));
+        }
+        let clean = methods.values().all(Counts::clean);
+        let status = if self.closed.is_some() && !clean {
+            "failed"
+        } else if clean {
+            "matched"
+        } else {
+            "differed"
+        };
+        SessionReport {
+            session: self.script.session.clone(),
+            status: status.into(),
+            reason: if status == "failed" { self.closed.take() } else { None },
+            duration_ms: took.as_secs_f64() * 1e3,
+            methods,
+            notifications,
+            diffs,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_id_changes_only_the_id() {
+        let msg = br#"{ "jsonrpc":"2.0", "result":{"id":"inner","b":1,"a":2}, "id" : 7 }"#;
+        let out = with_id(msg, "\"srv-3\"").unwrap();
+        assert_eq!(
+            &out[..],
+            br#"{ "jsonrpc":"2.0", "result":{"id":"inner","b":1,"a":2}, "id" : "srv-3" }"#
+        );
+        assert!(with_id(b"not json", "1").is_none());
+        assert!(with_id(br#"{"result":{}}"#, "1").is_none());
+    }
+
+    #[test]
+    fn pace_parses() {
+        assert_eq!("max".parse::<Pace>().unwrap(), Pace::Max);
+        assert_eq!("recorded".parse::<Pace>().unwrap(), Pace::Recorded);
+        assert_eq!("2.5x".parse::<Pace>().unwrap(), Pace::Scaled(2.5));
+        assert!("0x".parse::<Pace>().is_err());
+        assert!("fast".parse::<Pace>().is_err());
+    }
+}

@@ -104,6 +104,11 @@ const SCENARIOS: &[Scenario] = &[
         run: stdio,
     },
     Scenario {
+        name: "load",
+        about: "end to end: requests/s of `mcptape load`, oha and wrk against one `mcptape serve` (one-request workload, same connections); RSS of a 60 s load",
+        run: load,
+    },
+    Scenario {
         name: "criterion",
         about: "the last `cargo bench -p mcptape-benches` results, read from target/criterion",
         run: criterion,
@@ -372,6 +377,20 @@ fn wire(ctx: &Ctx) -> anyhow::Result<Outcome> {
             cpu("classify", n, bytes, || (), |_| b::classify_all(mix)),
             cpu("annotate", n, bytes, || raw.clone(), b::annotate_all),
             cpu("redact, no secret", n, bytes, || (), |_| b::redact_all(&rules, mix)),
+            cpu(
+                "classify+redact, one walk",
+                n,
+                bytes,
+                || (),
+                |_| b::classify_and_redact_all(&rules, mix),
+            ),
+            cpu(
+                "annotate+redact (the writer's path)",
+                n,
+                bytes,
+                || raw.clone(),
+                |f| b::annotate_and_redact_all(&rules, f),
+            ),
             cpu(
                 "ndjson framing, 16 KiB reads",
                 n,
@@ -916,6 +935,244 @@ fn stdio(ctx: &Ctx) -> anyhow::Result<Outcome> {
     out.notes.push(format!(
         "throughput: {:.0} MB of the benchmark mix as NDJSON, through and back, median of {runs}; ratio to socat (goal ≥ 0.8×)",
         data.len() as f64 / 1e6
+    ));
+    Ok(out)
+}
+
+// ---- end to end: load ----
+
+/// One measurement of a load tool: requests per second.
+type Measure = Box<dyn Fn() -> anyhow::Result<f64>>;
+
+/// A one-request workload: sessions of a single `tools/call`, imported as a capture by `mcptape` itself.
+fn one_request_capture(mcptape: &Path, dir: &Path) -> anyhow::Result<(PathBuf, String)> {
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#;
+    let answer = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"hi"}]}}"#;
+    let jsonl = dir.join("one.jsonl");
+    let lines = [
+        serde_json::json!({"session_id":"s","seq":0,"direction":"c2s","payload":body}).to_string(),
+        serde_json::json!({"session_id":"s","seq":1,"t_ns":1000,"direction":"s2c","payload":answer}).to_string(),
+    ];
+    std::fs::write(&jsonl, lines.join("\n") + "\n")?;
+    let cap = dir.join("one.parquet");
+    let o = std::process::Command::new(mcptape)
+        .args([
+            "dataset",
+            "import",
+            &jsonl.display().to_string(),
+            "-o",
+            &cap.display().to_string(),
+        ])
+        .output()?;
+    anyhow::ensure!(o.status.success(), "import: {}", String::from_utf8_lossy(&o.stderr));
+    Ok((cap, body.to_string()))
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `mcptape serve --listen 127.0.0.1:0`, and its URL.
+fn serve(mcptape: &Path, cap: &Path) -> anyhow::Result<(Child, String)> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(mcptape)
+        .args(["serve", &cap.display().to_string(), "--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut lines = std::io::BufReader::new(child.stderr.take().context("stderr")?).lines();
+    let first = lines.next().context("serve said nothing")??;
+    std::thread::spawn(move || for _ in lines {});
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .context("no URL")?
+        .to_string();
+    Ok((Child(child), url))
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Requests per second of mcptape load, oha and wrk, interleaved, against the same serve; and RSS over a long run.
+fn load(ctx: &Ctx) -> anyhow::Result<Outcome> {
+    let mut out = Outcome::default();
+    let mcptape = mcptape_bin()?;
+    let (cap, body) = one_request_capture(&mcptape, ctx.scratch.path())?;
+    let (_serve, url) = serve(&mcptape, &cap)?;
+    let quick = ctx.runs < 5;
+    let (secs, conns, rounds) = if quick { (2, 16, 1) } else { (10, 16, 3) };
+    let report = ctx.scratch.path().join("load.json");
+    let lua = ctx.scratch.path().join("post.lua");
+    std::fs::write(
+        &lua,
+        format!("wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = [[{body}]]\n"),
+    )?;
+    let mut tools: Vec<(&str, Measure)> = Vec::new();
+    let (m, r, c, u) = (mcptape.clone(), report.clone(), cap.clone(), url.clone());
+    tools.push((
+        "mcptape load",
+        Box::new(move || {
+            let o = std::process::Command::new(&m)
+                .args([
+                    "load",
+                    &c.display().to_string(),
+                    "--target",
+                    &u,
+                    "-c",
+                    &conns.to_string(),
+                ])
+                .args(["--duration", &format!("{secs}s"), "-o", &r.display().to_string()])
+                .output()?;
+            anyhow::ensure!(o.status.success(), "load: {}", String::from_utf8_lossy(&o.stderr));
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&r)?)?;
+            v["totals"]["throughput_rps"]
+                .as_f64()
+                .context("no throughput in the report")
+        }),
+    ));
+    match which("oha") {
+        Some(oha) => {
+            let (u, b) = (url.clone(), body.clone());
+            tools.push((
+                "oha",
+                Box::new(move || {
+                    let o = std::process::Command::new(&oha)
+                        .args([
+                            "-c",
+                            &conns.to_string(),
+                            "-z",
+                            &format!("{secs}s"),
+                            "--no-tui",
+                            "--output-format",
+                            "json",
+                        ])
+                        .args(["-m", "POST", "-H", "content-type: application/json", "-d", &b, &u])
+                        .output()?;
+                    let v: serde_json::Value = serde_json::from_slice(&o.stdout).context("oha's JSON")?;
+                    v["summary"]["requestsPerSec"].as_f64().context("no requestsPerSec")
+                }),
+            ));
+        }
+        None => out
+            .notes
+            .push("oha not installed (`cargo install oha`): its row is missing".into()),
+    }
+    match which("wrk") {
+        Some(wrk) => {
+            let (u, l) = (url.clone(), lua.clone());
+            tools.push((
+                "wrk",
+                Box::new(move || {
+                    let o = std::process::Command::new(&wrk)
+                        .args([
+                            "-t2",
+                            &format!("-c{conns}"),
+                            &format!("-d{secs}s"),
+                            "-s",
+                            &l.display().to_string(),
+                            &u,
+                        ])
+                        .output()?;
+                    let text = String::from_utf8_lossy(&o.stdout);
+                    text.lines()
+                        .find_map(|l| l.strip_prefix("Requests/sec:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .context("no Requests/sec in wrk's output")
+                }),
+            ));
+        }
+        None => out
+            .notes
+            .push("wrk not installed (`apt-get install wrk`): its row is missing".into()),
+    }
+    let mut rps: Vec<Vec<f64>> = vec![Vec::new(); tools.len()];
+    for _ in 0..rounds {
+        for (i, (_, f)) in tools.iter().enumerate() {
+            rps[i].push(f()?);
+        }
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let meds: Vec<f64> = rps.iter_mut().map(med).collect();
+    let of = |name: &str| tools.iter().position(|(n, _)| *n == name).map(|i| meds[i]);
+    for (i, (name, _)) in tools.iter().enumerate() {
+        let ratio = if *name == "mcptape load" {
+            of("wrk").map(|w| meds[i] / w)
+        } else {
+            None
+        };
+        out.rows.push(Row {
+            scenario: "load".into(),
+            variant: name.to_string(),
+            metric: "requests/s",
+            value: meds[i],
+            unit: "req/s",
+            ratio,
+        });
+    }
+    if let Some(o) = of("oha") {
+        out.notes
+            .push(format!("mcptape load / oha = {:.2}× (goal ≥ 1.0×)", meds[0] / o));
+    }
+    out.notes.push(format!(
+        "requests/s: one `tools/call` per request against `mcptape serve --listen` (release), {conns} connections, {secs} s, median of {rounds}; ratio to wrk (goal ≥ 0.8×)"
+    ));
+
+    // Memory: RSS of a long run at 10 s and at the end.
+    let long = if quick { 4 } else { 60 };
+    let mut child = std::process::Command::new(&mcptape)
+        .args([
+            "load",
+            &cap.display().to_string(),
+            "--target",
+            &url,
+            "--rate",
+            "500",
+            "-c",
+            "32",
+        ])
+        .args(["--duration", &format!("{long}s")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let early_at = if quick { 1 } else { 10 };
+    std::thread::sleep(Duration::from_secs(early_at));
+    let early = rss_kib(child.id()).unwrap_or(0);
+    std::thread::sleep(Duration::from_secs(long - early_at - 1));
+    let late = rss_kib(child.id()).unwrap_or(0);
+    let _ = child.wait();
+    out.rows.push(Row {
+        scenario: "load".into(),
+        variant: format!("RSS at {early_at} s"),
+        metric: "memory",
+        value: early as f64 / 1024.0,
+        unit: "MiB",
+        ratio: None,
+    });
+    out.rows.push(Row {
+        scenario: "load".into(),
+        variant: format!("RSS at {} s", long - 1),
+        metric: "memory",
+        value: late as f64 / 1024.0,
+        unit: "MiB",
+        ratio: (early > 0).then(|| late as f64 / early as f64),
+    });
+    out.notes.push(format!(
+        "memory: `mcptape load --rate 500 -c 32` for {long} s; ratio = late / early RSS (goal within 1.1×)"
     ));
     Ok(out)
 }

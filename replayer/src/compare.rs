@@ -166,6 +166,39 @@ fn walk(r: &Value, l: &Value, ignore: &Ignore, path: &mut Vec<String>, out: &mut
     }
 }
 
+/// What a server's transport session id is compared as.
+pub const SESSION_MASK: &str = "<mcp-session-id>";
+
+/// Replaces a transport session id inside string values by [`SESSION_MASK`]: in a live answer the live id, in a
+/// recorded one every token whose hash is the recorded (hashed) `Mcp-Session-Id`. Servers that echo their session
+/// id then compare equal across sessions.
+pub fn mask_session(v: &mut Value, live: Option<&str>, recorded_hash: Option<&str>) {
+    match v {
+        Value::String(s) => {
+            if let Some(id) = live.filter(|id| !id.is_empty() && s.contains(*id)) {
+                *s = s.replace(id, SESSION_MASK);
+            }
+            if let Some(hash) = recorded_hash {
+                let tokens: Vec<&str> = s
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                    .filter(|t| t.len() >= 8)
+                    .collect();
+                let hits: Vec<String> = tokens
+                    .into_iter()
+                    .filter(|t| mcptape_datasets::redact::RedactionRules::hash(t) == hash)
+                    .map(str::to_string)
+                    .collect();
+                for t in hits {
+                    *s = s.replace(&t, SESSION_MASK);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| mask_session(x, live, recorded_hash)),
+        Value::Object(m) => m.values_mut().for_each(|x| mask_session(x, live, recorded_hash)),
+        _ => {}
+    }
+}
+
 /// Values minted by the live server, recorded → live.
 #[derive(Debug, Clone, Default)]
 pub struct Rewrites {
@@ -300,6 +333,21 @@ mod tests {
         assert!(Ignore::new(&["result/x".into()], false).is_err());
         let esc = Ignore::new(&["/a~1b/c~0d".into()], false).unwrap();
         assert!(diff(&json!({"a/b":{"c~d":1}}), &json!({"a/b":{"c~d":2}}), &esc, 10).is_empty());
+    }
+
+    #[test]
+    fn an_echoed_session_id_compares_equal_across_sessions() {
+        let recorded_id = "49c61057-f2d3-46ae-ab18-2a934a33fb08";
+        let hash = mcptape_datasets::redact::RedactionRules::hash(recorded_id);
+        let mut r = json!({"text": format!("logging for session {recorded_id} at 5 s"), "n": 1});
+        let mut l = json!({"text": "logging for session c2b07fdc-fe07 at 5 s", "n": 1});
+        mask_session(&mut r, None, Some(&hash));
+        mask_session(&mut l, Some("c2b07fdc-fe07"), None);
+        assert_eq!(r, l);
+        assert_eq!(r["text"], "logging for session <mcp-session-id> at 5 s");
+        let mut other = json!({"text": "logging for session someone-else-entirely"});
+        mask_session(&mut other, None, Some(&hash));
+        assert_eq!(other["text"], "logging for session someone-else-entirely");
     }
 
     #[test]

@@ -101,6 +101,8 @@ struct Run<'a> {
     closed: Option<String>,
     /// When each request went out, for the observer.
     sent_at: HashMap<String, (Instant, String)>,
+    /// The live transport session id, masked in comparisons.
+    live_session: Option<String>,
 }
 
 /// Replays one session over a fresh link, closes it, and reports. Never hangs longer than the script's waits times
@@ -125,6 +127,7 @@ pub async fn run_session(script: &Script, link: &mut Link, opts: &Options) -> Se
         rewrites: Rewrites::default(),
         closed: None,
         sent_at: HashMap::new(),
+        live_session: None,
     };
     let mut sent: Vec<(String, String)> = Vec::new(); // (id, method) of requests sent
     let mut timed_out: Vec<String> = Vec::new();
@@ -181,6 +184,7 @@ pub async fn run_session(script: &Script, link: &mut Link, opts: &Options) -> Se
     if !opts.linger.is_zero() {
         run.pump_until(link, Instant::now() + opts.linger).await;
     }
+    run.live_session = link.session_id();
     run.report(&sent, started.elapsed())
 }
 
@@ -357,13 +361,16 @@ impl Run<'_> {
             match (self.script.answers.get(id), live) {
                 (Some(_), Some(_)) if !self.opts.compare => c.matched += 1,
                 (Some(rec), Some((bytes, _))) => {
-                    let (Ok(r), Ok(l)) = (
+                    let (Ok(mut r), Ok(mut l)) = (
                         serde_json::from_slice::<Value>(&rec.payload),
                         serde_json::from_slice::<Value>(&bytes),
                     ) else {
                         c.differed += 1;
                         continue;
                     };
+                    let recorded_hash = self.script.mcp_session.as_deref().filter(|h| h.starts_with("sha256:"));
+                    crate::compare::mask_session(&mut r, None, recorded_hash);
+                    crate::compare::mask_session(&mut l, self.live_session.as_deref(), None);
                     let d = diff(&r, &l, &self.opts.ignore, self.opts.diff_limit);
                     if d.is_empty() {
                         c.matched += 1;

@@ -125,6 +125,14 @@ impl Link {
         self.rx.recv().await
     }
 
+    /// The live transport session id (Streamable HTTP's `Mcp-Session-Id`), once the server gave one.
+    pub fn session_id(&self) -> Option<String> {
+        match &self.closer {
+            Closer::Http(state) => state.session.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            _ => None,
+        }
+    }
+
     /// Ends the session: closes stdin and waits for the child (killing it after `grace`), or DELETEs the session.
     pub async fn close(self, grace: std::time::Duration) {
         drop(self.tx);
@@ -267,8 +275,8 @@ fn open_http(url: &str, headers: &[(String, String)], version: Option<&str>) -> 
     let st = state.clone();
     tokio::spawn(async move {
         while let Some(msg) = out_rx.recv().await {
-            let is_initialize = msg.windows(12).any(|w| w == b"\"initialize\"");
-            let is_initialized = msg.windows(27).any(|w| w == b"notifications/initialized\"");
+            let is_initialize = memchr::memmem::find(&msg, b"\"initialize\"").is_some();
+            let is_initialized = memchr::memmem::find(&msg, b"\"notifications/initialized\"").is_some();
             if is_initialize {
                 // The response carries the session id every later request needs: wait for its headers.
                 st.clone().post(msg).await;

@@ -61,6 +61,8 @@ pub struct Script {
     pub transport: Transport,
     /// Negotiated protocol version.
     pub protocol_version: Option<String>,
+    /// The session's `Mcp-Session-Id` as the capture holds it (hashed unless recorded otherwise).
+    pub mcp_session: Option<String>,
     /// The client's messages, in order.
     pub steps: Vec<Step>,
     /// Recorded answers to client requests, by id text.
@@ -98,6 +100,7 @@ fn build(session: String, frames: &[Frame]) -> Script {
         session,
         transport: frames.first().map_or(Transport::Stdio, |f| f.transport),
         protocol_version: frames.iter().rev().find_map(|f| f.protocol_version.clone()),
+        mcp_session: frames.iter().find_map(|f| f.mcp_session.clone()),
         steps: Vec::new(),
         answers: BTreeMap::new(),
         server_requests: BTreeMap::new(),

@@ -1455,3 +1455,87 @@ fn https_and_wss_upstreams_are_verified_against_the_trusted_roots() {
             .any(|f| f.transport == Transport::Ws && f.kind == Kind::Response)
     );
 }
+
+// ---- replaying what the HTTP tap recorded ---------------------------------------------------------------------
+
+/// `mcptape replay` of `cap` with the ignores server-everything needs; returns (exit code, output).
+fn replay_everything(cap: &Path, target: &str) -> (i32, String) {
+    let o = mcptape()
+        .args(["replay", cap.to_str().unwrap(), "--timeout", "10s", "--ignore-volatile"])
+        .args(["--ignore=/result/contents/*/text", "--ignore=/result/contents/*/blob"])
+        .args(["--ignore=/result/messages/*/content/resource/text", "--target", target])
+        .output()
+        .unwrap();
+    (o.status.code().unwrap_or(-1), stdout(&o) + &stderr(&o))
+}
+
+#[test]
+fn a_streamable_http_capture_replays_against_a_fresh_server_everything_with_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_peer, port) = everything("streamableHttp");
+        let tap = TapProc::start(dir.path(), &format!("http://127.0.0.1:{port}/mcp"), &[]);
+        client_py(&["--transport", "http", "--url", &tap.url("/mcp")]);
+        tap.stop();
+    }
+    // A fresh server: new session id (which it echoes in two answers: compared as <mcp-session-id>), new clock.
+    let (_fresh, port) = everything("streamableHttp");
+    let (code, out) = replay_everything(dir.path(), &format!("http://127.0.0.1:{port}/mcp"));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("differed 0, missing 0, extra 0"), "{out}");
+    assert!(
+        out.contains("roots/list") && out.contains("sampling/createMessage"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_websocket_capture_replays_against_a_fresh_websocket_server_with_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = peers().join("ws_peer.py");
+    let start_server = || {
+        let mut server = Command::new(python_ws())
+            .arg(&script)
+            .arg("server")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(server.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line.trim().strip_prefix("PORT ").and_then(|p| p.parse().ok()).unwrap();
+        assert!(
+            wait_for_port(port, &mut server),
+            "the WebSocket server did not listen on {port}"
+        );
+        (Peer(server), format!("ws://127.0.0.1:{port}/ws"))
+    };
+    {
+        let (_server, upstream) = start_server();
+        let tap = TapProc::start(dir.path(), &upstream, &[]);
+        let o = Command::new(python_ws())
+            .arg(&script)
+            .args(["client", "--url", &format!("ws://{}/ws", tap.addr)])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        tap.stop();
+    }
+    let (_fresh, url) = start_server();
+    let o = mcptape()
+        .args([
+            "replay",
+            dir.path().to_str().unwrap(),
+            "--timeout",
+            "10s",
+            "--target",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let out = stdout(&o) + &stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("tools/call"), "{out}");
+}

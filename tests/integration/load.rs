@@ -277,3 +277,85 @@ fn two_shards_merged_equal_one_run_over_the_same_work_and_reports_match_their_sc
     let err = mcptape_reports::load::merge(&[a, other]).unwrap_err().to_string();
     assert!(err.contains("fingerprint") || err.contains("workload"), "{err}");
 }
+
+#[test]
+fn load_against_server_everything_over_stdio_and_http_counts_every_method_with_no_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = npm_bin("mcp-server-everything").to_str().unwrap().to_string();
+    let bin = env!("CARGO_BIN_EXE_mcptape");
+    // A capture of the Python SDK client's script against server-everything.
+    let cap = dir.path().join("cap");
+    let o = Command::new(python())
+        .arg(peers().join("client.py"))
+        .args(["--", bin, "record", "--out", cap.to_str().unwrap(), "--", &e, "stdio"])
+        .current_dir(peers())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let per_session: u64 = {
+        let v: Value =
+            serde_json::from_slice(&run(&["dataset", "inspect", cap.to_str().unwrap(), "--format", "json"]).stdout)
+                .unwrap();
+        v["kinds"]["request"].as_u64().unwrap()
+    };
+    // stdio: one server-everything per user, reused for that user's sessions.
+    let stdio = load(&[
+        cap.to_str().unwrap(),
+        "-c",
+        "2",
+        "--sessions",
+        "4",
+        "--timeout",
+        "20s",
+        "--",
+        &e,
+        "stdio",
+    ]);
+    // Streamable HTTP: a new MCP session per user session.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(&e)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let http = load(&[
+        cap.to_str().unwrap(),
+        "-c",
+        "2",
+        "--sessions",
+        "4",
+        "--timeout",
+        "20s",
+        "--target",
+        &format!("http://127.0.0.1:{port}/mcp"),
+    ]);
+    let _ = server.kill();
+    let _ = server.wait();
+    for (label, r) in [("stdio", stdio), ("http", http)] {
+        assert_eq!(r["totals"]["errors"], 0, "{label}: {}", r["errors"]);
+        assert!(r["errors"].as_object().unwrap().is_empty(), "{label}: {}", r["errors"]);
+        assert_eq!(r["methods"]["initialize"]["requests"], 4, "{label}");
+        assert!(
+            r["methods"]["tools/call"]["requests"].as_u64().unwrap() >= 4 * 10,
+            "{label}"
+        );
+        // The client requests of the capture (the server's own requests are answered, not sent) × 4 sessions.
+        let client_requests: u64 = r["totals"]["requests"].as_u64().unwrap();
+        assert!(
+            client_requests <= 4 * per_session && client_requests >= 4 * 20,
+            "{label}: {client_requests}"
+        );
+    }
+}

@@ -314,6 +314,30 @@ fn the_python_sdk_client_and_inspector_get_the_recorded_answers_from_serve() {
     // stdio: identical to the real server.
     let served = client_json(&[], &[mcptape, "serve", cap.to_str().unwrap(), "--stdio"]);
     assert_eq!(direct, served);
+    // inspector-cli (v1) over stdio, configured as a client would be: the recorded tools/list.
+    let modules = peers().join("node_modules");
+    let config = dir.path().join("inspector.json");
+    let json = serde_json::json!({"mcpServers": {"served": {"command": mcptape, "args": ["serve", cap.to_str().unwrap(), "--stdio"]}}});
+    std::fs::write(&config, json.to_string()).unwrap();
+    let o = Command::new(modules.join(".bin/mcp-inspector-cli"))
+        .args([
+            "--cli",
+            "--config",
+            config.to_str().unwrap(),
+            "--server",
+            "served",
+            "--method",
+            "tools/list",
+        ])
+        .current_dir(&modules)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("get-sum") && stdout(&o).contains("trigger-sampling-request"),
+        "{}",
+        stdout(&o)
+    );
     // HTTP: the same steps (the client ignores list_changed over HTTP, and names its transport).
     let s = serve_http(&cap, &[]);
     let over_http = client_json(&["--transport", "http", "--url", &s.1], &[]);

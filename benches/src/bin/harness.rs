@@ -109,6 +109,11 @@ const SCENARIOS: &[Scenario] = &[
         run: load,
     },
     Scenario {
+        name: "http",
+        about: "end to end: a small POST directly, through nginx (plain reverse proxy) and through `mcptape record --listen`: added latency and throughput at 16 connections",
+        run: http,
+    },
+    Scenario {
         name: "criterion",
         about: "the last `cargo bench -p mcptape-benches` results, read from target/criterion",
         run: criterion,
@@ -921,6 +926,191 @@ fn stdio(ctx: &Ctx) -> anyhow::Result<Outcome> {
     out.notes.push(format!(
         "throughput: {:.0} MB of the benchmark mix as NDJSON, through and back, median of {runs}; ratio to socat (goal ≥ 0.8×)",
         data.len() as f64 / 1e6
+    ));
+    Ok(out)
+}
+
+// ---- end to end: http ----
+
+/// A wrk latency figure (`123.45us`, `1.20ms`, `2.00s`) in µs.
+fn wrk_us(v: &str) -> Option<f64> {
+    let v = v.trim();
+    let (n, k) = if let Some(x) = v.strip_suffix("us") {
+        (x, 1.0)
+    } else if let Some(x) = v.strip_suffix("ms") {
+        (x, 1e3)
+    } else if let Some(x) = v.strip_suffix('s') {
+        (x, 1e6)
+    } else {
+        return None;
+    };
+    n.parse::<f64>().ok().map(|n| n * k)
+}
+
+/// `wrk` against `url` with the POST script: (requests/s, p50 µs, p99 µs).
+fn wrk_run(wrk: &Path, lua: &Path, url: &str, threads: u32, conns: u32, secs: u32) -> anyhow::Result<(f64, f64, f64)> {
+    let o = std::process::Command::new(wrk)
+        .args([
+            format!("-t{threads}"),
+            format!("-c{conns}"),
+            format!("-d{secs}s"),
+            "--latency".into(),
+        ])
+        .args(["-s", &lua.display().to_string(), url])
+        .output()?;
+    let text = String::from_utf8_lossy(&o.stdout);
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok());
+    let pct = |p: &str| text.lines().find_map(|l| l.trim().strip_prefix(p)).and_then(wrk_us);
+    match (rps, pct("50%"), pct("99%")) {
+        (Some(r), Some(a), Some(b)) => Ok((r, a, b)),
+        _ => anyhow::bail!("could not read wrk's output: {text}"),
+    }
+}
+
+/// nginx as a plain reverse proxy to `upstream` (host:port), configured here; returns it and its URL.
+fn nginx(nginx: &Path, dir: &Path, upstream: &str) -> anyhow::Result<(Child, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let prefix = dir.join("nginx");
+    std::fs::create_dir_all(prefix.join("logs"))?;
+    let conf = prefix.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 1;\ndaemon off;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log;\nevents {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {p}/body;\n  proxy_temp_path {p}/proxy;\n\
+               upstream up {{ server {upstream}; keepalive 64; }}\n\
+               server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://up; proxy_http_version 1.1;\n\
+                 proxy_set_header Connection \"\"; proxy_buffering off; }} }}\n}}\n",
+            p = prefix.display()
+        ),
+    )?;
+    let child = std::process::Command::new(nginx)
+        .args(["-c", &conf.display().to_string(), "-p", &prefix.display().to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let guard = Child(child);
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok((guard, format!("http://127.0.0.1:{port}/mcp")));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    anyhow::bail!("nginx did not listen on {port}")
+}
+
+/// `mcptape record --listen 127.0.0.1:0 --upstream URL`, and its URL.
+fn tap(mcptape: &Path, upstream: &str, out: &Path) -> anyhow::Result<(Child, String)> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(mcptape)
+        .args([
+            "record",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            upstream,
+            "--out",
+            &out.display().to_string(),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut lines = std::io::BufReader::new(child.stderr.take().context("stderr")?).lines();
+    let guard = Child(child);
+    for line in lines.by_ref() {
+        let line = line?;
+        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            std::thread::spawn(move || for _ in lines {});
+            return Ok((guard, format!("{}/mcp", url.trim_end_matches('/'))));
+        }
+    }
+    anyhow::bail!("the tap did not say where it listens")
+}
+
+/// Latency (1 connection) and throughput (16 connections) of a small POST: direct, nginx, mcptape record.
+fn http(ctx: &Ctx) -> anyhow::Result<Outcome> {
+    let mut out = Outcome::default();
+    let mcptape = mcptape_bin()?;
+    let wrk = which("wrk").context("wrk not installed (`apt-get install wrk`)")?;
+    let (cap, body) = one_request_capture(&mcptape, ctx.scratch.path())?;
+    let (_serve, direct) = serve(&mcptape, &cap)?;
+    let lua = ctx.scratch.path().join("post-http.lua");
+    std::fs::write(
+        &lua,
+        format!("wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = [[{body}]]\n"),
+    )?;
+    let upstream_hostport = direct
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .to_string();
+    let mut chains: Vec<(String, String, Option<Child>)> = vec![("direct (baseline)".into(), direct.clone(), None)];
+    match which("nginx") {
+        Some(n) => {
+            let (guard, url) = nginx(&n, ctx.scratch.path(), &upstream_hostport)?;
+            chains.push(("nginx reverse proxy".into(), url, Some(guard)));
+        }
+        None => out
+            .notes
+            .push("nginx not installed (`apt-get install nginx-light`): its rows are missing".into()),
+    }
+    let (guard, url) = tap(&mcptape, &direct, &ctx.scratch.path().join("http-captures"))?;
+    chains.push(("mcptape record --listen".into(), url, Some(guard)));
+    let quick = ctx.runs < 5;
+    let (secs, rounds) = if quick { (2, 1) } else { (8, 3) };
+    let mut lat: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); chains.len()];
+    let mut thr: Vec<Vec<f64>> = vec![Vec::new(); chains.len()];
+    for _ in 0..rounds {
+        for (i, (_, url, _)) in chains.iter().enumerate() {
+            let (_, p50, p99) = wrk_run(&wrk, &lua, url, 1, 1, secs)?;
+            lat[i].0.push(p50);
+            lat[i].1.push(p99);
+            let (rps, _, _) = wrk_run(&wrk, &lua, url, 2, 16, secs)?;
+            thr[i].push(rps);
+        }
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let p50: Vec<f64> = lat.iter_mut().map(|(a, _)| med(a)).collect();
+    let p99: Vec<f64> = lat.iter_mut().map(|(_, b)| med(b)).collect();
+    let rps: Vec<f64> = thr.iter_mut().map(med).collect();
+    let nginx_i = chains.iter().position(|c| c.0.starts_with("nginx"));
+    for (i, (name, _, _)) in chains.iter().enumerate() {
+        let row = |metric, value, unit, ratio| Row {
+            scenario: "http".into(),
+            variant: name.clone(),
+            metric,
+            value,
+            unit,
+            ratio,
+        };
+        out.rows.push(row("POST p50 (1 conn)", p50[i], "µs", None));
+        out.rows.push(row("POST p99 (1 conn)", p99[i], "µs", None));
+        if i > 0 {
+            let vs = |mine: f64, theirs: Option<f64>| theirs.filter(|t| *t > 0.0).map(|t| mine / t);
+            let added50 = p50[i] - p50[0];
+            let added99 = p99[i] - p99[0];
+            out.rows.push(row(
+                "added p50",
+                added50,
+                "µs",
+                vs(added50, nginx_i.map(|n| p50[n] - p50[0])),
+            ));
+            out.rows.push(row(
+                "added p99",
+                added99,
+                "µs",
+                vs(added99, nginx_i.map(|n| p99[n] - p99[0])),
+            ));
+        }
+        out.rows
+            .push(row("throughput (16 conns)", rps[i], "req/s", Some(rps[i] / rps[0])));
+    }
+    out.notes.push(format!(
+        "http: wrk with a one-request `tools/call` POST against `mcptape serve` (release); latency with 1 connection, throughput with 16; {secs} s per run, median of {rounds}; the ratio of an added latency is to nginx's (goal ≤ 1.0×), of a throughput to direct"
     ));
     Ok(out)
 }

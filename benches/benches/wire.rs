@@ -1,5 +1,6 @@
 //! Wire-level costs on the tap's path, over the benchmark mix: framing (inline on the forwarding path), then
-//! classification, redaction and annotation (on the writer task).
+//! classification, redaction and annotation (on the writer task), separately and as the writer runs them (one walk
+//! per payload for classification and redaction).
 //!
 //! Throughput is reported both per message and per byte (`ElementsAndBytes`), so one measurement gives frames/s
 //! and MB/s; the harness reads both back from `target/criterion`.
@@ -31,10 +32,14 @@ fn both(messages: usize, bytes: u64) -> Throughput {
 fn wire(c: &mut Criterion) {
     let mix = b::mix(N);
     let bytes = b::payload_bytes(&mix);
+    let rules = RedactionRules::default();
 
     let mut g = c.benchmark_group("classify");
     g.throughput(both(mix.len(), bytes));
     g.bench_function("mix", |bench| bench.iter(|| b::classify_all(black_box(&mix))));
+    g.bench_function("and_redact_mix_one_walk", |bench| {
+        bench.iter(|| b::classify_and_redact_all(&rules, black_box(&mix)))
+    });
     g.bench_function("serde_json_value_baseline", |bench| {
         bench.iter(|| b::parse_all(black_box(&mix)))
     });
@@ -56,7 +61,6 @@ fn wire(c: &mut Criterion) {
     });
     g.finish();
 
-    let rules = RedactionRules::default();
     let mut g = c.benchmark_group("redact");
     g.throughput(both(mix.len(), bytes));
     g.bench_function("mix_no_secret", |bench| {
@@ -74,6 +78,13 @@ fn wire(c: &mut Criterion) {
     g.throughput(both(raw.len(), b::frame_bytes(&raw)));
     g.bench_function("mix", |bench| {
         bench.iter_batched(|| raw.clone(), b::annotate_all, BatchSize::LargeInput)
+    });
+    g.bench_function("and_redact_mix_writer_path", |bench| {
+        bench.iter_batched(
+            || raw.clone(),
+            |frames| b::annotate_and_redact_all(&rules, frames),
+            BatchSize::LargeInput,
+        )
     });
     g.finish();
 }

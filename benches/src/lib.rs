@@ -21,7 +21,7 @@ use base64::Engine;
 use bytes::Bytes;
 use mcptape_datasets::annotate::Annotator;
 use mcptape_datasets::journal::JournalWriter;
-use mcptape_datasets::redact::RedactionRules;
+use mcptape_datasets::redact::{RedactionRules, classify_and_redact};
 use mcptape_datasets::wire::envelope::classify;
 use mcptape_datasets::wire::ndjson::NdjsonFramer;
 use mcptape_datasets::wire::sse::SseDecoder;
@@ -644,7 +644,23 @@ pub fn redact_all(rules: &RedactionRules, mix: &[(Direction, Bytes)]) -> usize {
     mix.iter().filter(|(_, p)| rules.payload(p).is_some()).count()
 }
 
-/// Annotates frames with a fresh annotator, as the tap's writer task does.
+/// Classifies and redacts every message in one walk each; returns how many were not `Invalid`.
+pub fn classify_and_redact_all(rules: &RedactionRules, mix: &[(Direction, Bytes)]) -> usize {
+    mix.iter()
+        .filter(|(_, p)| classify_and_redact(p, rules).0.kind != Kind::Invalid)
+        .count()
+}
+
+/// Annotates and redacts frames with a fresh annotator, as the tap's writer task does (one walk per payload).
+pub fn annotate_and_redact_all(rules: &RedactionRules, mut frames: Vec<Frame>) -> Vec<Frame> {
+    let mut a = Annotator::new();
+    for f in &mut frames {
+        a.annotate_and_redact(f, rules);
+    }
+    frames
+}
+
+/// Annotates frames with a fresh annotator (classification only, no redaction).
 pub fn annotate_all(mut frames: Vec<Frame>) -> Vec<Frame> {
     let mut a = Annotator::new();
     for f in &mut frames {
@@ -808,6 +824,14 @@ mod tests {
         let text = String::from_utf8_lossy(&redacted);
         assert!(!text.contains("hunter2") && !text.contains("sk-live"), "{text}");
         assert!(text.contains("pt-42"), "progress tokens are kept: {text}");
+    }
+
+    #[test]
+    fn the_writers_one_walk_path_gives_what_the_separate_steps_give() {
+        let rules = RedactionRules::default();
+        let mix = mix(1000);
+        assert_eq!(classify_and_redact_all(&rules, &mix), classify_all(&mix));
+        assert_eq!(annotate_and_redact_all(&rules, raw_frames(1000)), frames(1000));
     }
 
     #[test]

@@ -7,14 +7,14 @@
 //! memory without limit (the oldest pending request is forgotten first).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::frame::{Direction, Frame, Kind};
+use crate::redact::{RedactionRules, classify_and_redact};
 use crate::wire::envelope::{Envelope, classify};
 
 /// Requests awaiting an answer, across all sessions, before the oldest is forgotten.
 pub const MAX_PENDING: usize = 100_000;
-
-type Key = (String, Direction, String);
 
 #[derive(Debug)]
 struct Pending {
@@ -22,12 +22,41 @@ struct Pending {
     t_ns: u64,
 }
 
+/// What is known of one session: its requests awaiting an answer, by the direction they travelled (ids as
+/// their JSON text), and its protocol version.
+///
+/// Keyed by session, then by id, so that every lookup is by borrowed text: an answer costs no allocation, a
+/// request one for its id (shared with `order`) and one for its method (which its answer's frame takes over).
+#[derive(Debug)]
+struct Session {
+    /// The session id, shared with the session's entries in `order`.
+    name: Arc<str>,
+    pending: [HashMap<Arc<str>, Pending>; 2],
+    version: Option<String>,
+}
+
 /// Derives index columns from payloads, in the order the tap saw the frames.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Annotator {
-    pending: HashMap<Key, Pending>,
-    order: VecDeque<Key>,
-    versions: HashMap<String, String>,
+    sessions: HashMap<Arc<str>, Session>,
+    /// (session, direction, id) of pending requests, oldest first, to forget the oldest; answered ones are
+    /// dropped from the front as they come, so some further in may be answered already.
+    order: VecDeque<(Arc<str>, Direction, Arc<str>)>,
+    /// Requests pending across all sessions.
+    pending: usize,
+    /// [`MAX_PENDING`] (smaller in tests).
+    max_pending: usize,
+}
+
+impl Default for Annotator {
+    fn default() -> Self {
+        Annotator {
+            sessions: HashMap::new(),
+            order: VecDeque::new(),
+            pending: 0,
+            max_pending: MAX_PENDING,
+        }
+    }
 }
 
 impl Annotator {
@@ -44,38 +73,71 @@ impl Annotator {
             return;
         }
         let env = classify(&frame.payload);
+        self.apply(frame, env);
+    }
+
+    /// [`Annotator::annotate`], then redacts the payload under `rules`, scanning a message once for both (the
+    /// writer's path: same columns and bytes as the two steps, half the work). Returns true when the payload was
+    /// redacted. Lifecycle frames are redacted too (a stderr line may hold a token).
+    pub fn annotate_and_redact(&mut self, frame: &mut Frame, rules: &RedactionRules) -> bool {
+        let redacted = if frame.kind == Kind::Lifecycle {
+            self.stamp_version(frame);
+            rules.payload(&frame.payload)
+        } else {
+            let (env, redacted) = classify_and_redact(&frame.payload, rules);
+            self.apply(frame, env);
+            redacted
+        };
+        match redacted {
+            Some(p) => {
+                frame.payload = p;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Fills the derived columns from the payload's envelope and updates the correlation state.
+    fn apply(&mut self, frame: &mut Frame, env: Envelope) {
         frame.kind = env.kind;
-        frame.method = env.method.clone();
-        frame.rpc_id = env.rpc_id.clone();
         frame.error_code = env.error_code;
         match env.kind {
             Kind::Request => {
-                self.request(frame.session_id.clone(), frame.direction, &env, frame.t_ns);
+                if let (Some(id), Some(method)) = (&env.rpc_id, &env.method) {
+                    self.request(&frame.session_id, frame.direction, id, method, frame.t_ns);
+                }
                 if let Some(v) = &env.protocol_version {
                     if env.method.as_deref() != Some("initialize") {
                         // 2026-07-28: every request declares its version; the first one names the session's.
-                        self.versions
-                            .entry(frame.session_id.clone())
-                            .or_insert_with(|| v.clone());
+                        self.session(&frame.session_id).version.get_or_insert_with(|| v.clone());
                     }
-                    frame.protocol_version.get_or_insert_with(|| v.clone());
                 }
+                if frame.protocol_version.is_none() {
+                    frame.protocol_version = env.protocol_version;
+                }
+                frame.method = env.method;
             }
             Kind::Response | Kind::Error => {
+                frame.method = env.method;
                 if let Some(p) = self.answer(&frame.session_id, frame.direction, env.rpc_id.as_deref()) {
                     frame.latency_ns = Some(frame.t_ns.saturating_sub(p.t_ns));
                     if p.method == "initialize" {
-                        if let Some(v) = &env.protocol_version {
-                            self.versions.insert(frame.session_id.clone(), v.clone());
+                        if let Some(v) = env.protocol_version {
+                            self.session(&frame.session_id).version = Some(v);
                         }
                     }
                     frame.method = Some(p.method);
                 }
             }
             Kind::Batch => {
+                frame.method = env.method;
                 for item in &env.items {
                     match item.kind {
-                        Kind::Request => self.request(frame.session_id.clone(), frame.direction, item, frame.t_ns),
+                        Kind::Request => {
+                            if let (Some(id), Some(method)) = (&item.rpc_id, &item.method) {
+                                self.request(&frame.session_id, frame.direction, id, method, frame.t_ns);
+                            }
+                        }
                         Kind::Response | Kind::Error => {
                             self.answer(&frame.session_id, frame.direction, item.rpc_id.as_deref());
                         }
@@ -83,39 +145,51 @@ impl Annotator {
                     }
                 }
             }
-            _ => {}
+            _ => frame.method = env.method,
         }
+        frame.rpc_id = env.rpc_id;
         self.stamp_version(frame);
     }
 
     fn stamp_version(&self, frame: &mut Frame) {
         if frame.protocol_version.is_none() {
-            frame.protocol_version = self.versions.get(&frame.session_id).cloned();
+            frame.protocol_version = self
+                .sessions
+                .get(frame.session_id.as_str())
+                .and_then(|s| s.version.clone());
         }
     }
 
-    fn request(&mut self, session: String, direction: Direction, env: &Envelope, t_ns: u64) {
-        let (Some(id), Some(method)) = (&env.rpc_id, &env.method) else {
-            return;
-        };
-        let key = (session, direction, id.clone());
-        if self
-            .pending
-            .insert(
-                key.clone(),
-                Pending {
-                    method: method.clone(),
-                    t_ns,
-                },
-            )
-            .is_none()
-        {
-            self.order.push_back(key);
+    /// The state of `session`, created empty if it has none yet.
+    fn session(&mut self, session: &str) -> &mut Session {
+        if !self.sessions.contains_key(session) {
+            let name: Arc<str> = Arc::from(session);
+            let state = Session {
+                name: name.clone(),
+                pending: Default::default(),
+                version: None,
+            };
+            self.sessions.insert(name, state);
         }
-        while self.pending.len() > MAX_PENDING {
+        self.sessions.get_mut(session).expect("inserted above")
+    }
+
+    fn request(&mut self, session: &str, direction: Direction, id: &str, method: &str, t_ns: u64) {
+        let id: Arc<str> = Arc::from(id);
+        let pending = Pending {
+            method: method.to_string(),
+            t_ns,
+        };
+        let state = self.session(session);
+        if state.pending[direction as usize].insert(id.clone(), pending).is_none() {
+            let name = state.name.clone();
+            self.pending += 1;
+            self.order.push_back((name, direction, id));
+        }
+        while self.pending > self.max_pending {
             match self.order.pop_front() {
-                Some(old) => {
-                    self.pending.remove(&old);
+                Some((session, direction, id)) => {
+                    self.forget(&session, direction, &id);
                 }
                 None => break,
             }
@@ -123,20 +197,39 @@ impl Annotator {
     }
 
     fn answer(&mut self, session: &str, direction: Direction, id: Option<&str>) -> Option<Pending> {
-        let key = (session.to_string(), direction.reverse(), id?.to_string());
-        let p = self.pending.remove(&key)?;
+        let p = self.forget(session, direction.reverse(), id?)?;
         // Keep `order` small: drop answered keys from its front as they come.
-        while self.order.front().is_some_and(|k| !self.pending.contains_key(k)) {
+        while let Some((session, direction, id)) = self.order.front() {
+            let answered = self
+                .sessions
+                .get(session)
+                .is_none_or(|s| !s.pending[*direction as usize].contains_key(id));
+            if !answered {
+                break;
+            }
             self.order.pop_front();
+        }
+        Some(p)
+    }
+
+    /// Removes a pending request. A session left with no pending request and no version is dropped, so that many
+    /// short sessions that are never ended do not grow memory.
+    fn forget(&mut self, session: &str, direction: Direction, id: &str) -> Option<Pending> {
+        let state = self.sessions.get_mut(session)?;
+        let p = state.pending[direction as usize].remove(id)?;
+        self.pending -= 1;
+        if state.version.is_none() && state.pending.iter().all(HashMap::is_empty) {
+            self.sessions.remove(session);
         }
         Some(p)
     }
 
     /// Forgets a finished session.
     pub fn end_session(&mut self, session: &str) {
-        self.versions.remove(session);
-        self.pending.retain(|k, _| k.0 != session);
-        self.order.retain(|k| k.0 != session);
+        if let Some(s) = self.sessions.remove(session) {
+            self.pending -= s.pending.iter().map(HashMap::len).sum::<usize>();
+        }
+        self.order.retain(|(s, _, _)| &**s != session);
     }
 }
 
@@ -144,6 +237,7 @@ impl Annotator {
 mod tests {
     use super::*;
     use crate::frame::Transport;
+    use proptest::prelude::*;
 
     fn frame(seq: u64, t_ns: u64, dir: Direction, payload: &str) -> Frame {
         let mut f = Frame::new("s", seq, dir, Transport::Stdio, Kind::Invalid, payload.to_string());
@@ -245,6 +339,158 @@ mod tests {
         assert_eq!(r.method.as_deref(), Some("tools/list"));
     }
 
+    /// The annotator as first written (one map keyed by (session, direction, id), one of versions), with its
+    /// bound as a parameter: the property below checks the per-session maps against it.
+    #[derive(Default)]
+    struct Reference {
+        pending: HashMap<(String, Direction, String), (String, u64)>,
+        order: VecDeque<(String, Direction, String)>,
+        versions: HashMap<String, String>,
+        max: usize,
+    }
+
+    impl Reference {
+        fn annotate(&mut self, frame: &mut Frame) {
+            if frame.kind != Kind::Lifecycle {
+                let env = classify(&frame.payload);
+                frame.kind = env.kind;
+                frame.method = env.method.clone();
+                frame.rpc_id = env.rpc_id.clone();
+                frame.error_code = env.error_code;
+                let s = frame.session_id.clone();
+                match env.kind {
+                    Kind::Request => {
+                        self.request(&s, frame.direction, &env, frame.t_ns);
+                        if let Some(v) = &env.protocol_version {
+                            if env.method.as_deref() != Some("initialize") {
+                                self.versions.entry(s.clone()).or_insert_with(|| v.clone());
+                            }
+                            frame.protocol_version.get_or_insert_with(|| v.clone());
+                        }
+                    }
+                    Kind::Response | Kind::Error => {
+                        if let Some(p) = self.answer(&s, frame.direction, env.rpc_id.as_deref()) {
+                            frame.latency_ns = Some(frame.t_ns.saturating_sub(p.1));
+                            if p.0 == "initialize" {
+                                if let Some(v) = &env.protocol_version {
+                                    self.versions.insert(s.clone(), v.clone());
+                                }
+                            }
+                            frame.method = Some(p.0);
+                        }
+                    }
+                    Kind::Batch => {
+                        for item in &env.items {
+                            match item.kind {
+                                Kind::Request => self.request(&s, frame.direction, item, frame.t_ns),
+                                Kind::Response | Kind::Error => {
+                                    self.answer(&s, frame.direction, item.rpc_id.as_deref());
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if frame.protocol_version.is_none() {
+                frame.protocol_version = self.versions.get(&frame.session_id).cloned();
+            }
+        }
+
+        fn request(&mut self, s: &str, d: Direction, env: &Envelope, t_ns: u64) {
+            let (Some(id), Some(method)) = (&env.rpc_id, &env.method) else {
+                return;
+            };
+            let key = (s.to_string(), d, id.clone());
+            if self.pending.insert(key.clone(), (method.clone(), t_ns)).is_none() {
+                self.order.push_back(key);
+            }
+            while self.pending.len() > self.max {
+                match self.order.pop_front() {
+                    Some(old) => {
+                        self.pending.remove(&old);
+                    }
+                    None => break,
+                }
+            }
+        }
+
+        fn answer(&mut self, s: &str, d: Direction, id: Option<&str>) -> Option<(String, u64)> {
+            let p = self.pending.remove(&(s.to_string(), d.reverse(), id?.to_string()))?;
+            while self.order.front().is_some_and(|k| !self.pending.contains_key(k)) {
+                self.order.pop_front();
+            }
+            Some(p)
+        }
+
+        fn end_session(&mut self, s: &str) {
+            self.versions.remove(s);
+            self.pending.retain(|k, _| k.0 != s);
+            self.order.retain(|k| k.0 != s);
+        }
+    }
+
+    /// One step of a generated exchange: a message of a session in a direction, or the end of a session.
+    fn step() -> impl Strategy<Value = (u8, bool, u8, u8, u8)> {
+        (0u8..3, any::<bool>(), 0u8..10, 0u8..4, 0u8..6)
+    }
+
+    fn message(what: u8, id: u8, method: u8) -> String {
+        let id = if id % 3 == 0 {
+            format!("\"{id}\"")
+        } else {
+            id.to_string()
+        };
+        let m = ["initialize", "tools/list", "tools/call", "ping"][usize::from(method)];
+        match what {
+            0 | 1 => {
+                format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{m}","params":{{"protocolVersion":"v{method}"}}}}"#)
+            }
+            2 => {
+                let meta = format!(r#"{{"io.modelcontextprotocol/protocolVersion":"m{method}"}}"#);
+                format!(r#"{{"id":{id},"method":"{m}","params":{{"_meta":{meta}}}}}"#)
+            }
+            3 => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"protocolVersion":"r{method}"}}}}"#),
+            4 => format!(r#"{{"id":{id},"error":{{"code":-{method}}}}}"#),
+            _ => format!(r#"[{{"id":{id},"method":"{m}"}},{{"id":{id},"result":{{}}}},{{"method":"n"}}]"#),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn per_session_state_annotates_as_the_single_map_did(
+            steps in prop::collection::vec(step(), 0..120),
+            max in prop::sample::select(vec![1usize, 3, 8, MAX_PENDING]),
+            redact in any::<bool>(),
+        ) {
+            let mut a = Annotator { max_pending: max, ..Annotator::new() };
+            let mut r = Reference { max, ..Reference::default() };
+            let rules = RedactionRules::default();
+            for (i, (session, c2s, id, method, what)) in steps.into_iter().enumerate() {
+                let session = format!("s{session}");
+                if what == 5 && id == 9 {
+                    a.end_session(&session);
+                    r.end_session(&session);
+                    continue;
+                }
+                let dir = if c2s { Direction::C2s } else { Direction::S2c };
+                let payload = message(what, id, method);
+                let mut f = Frame::new(session, i as u64, dir, Transport::Stdio, Kind::Invalid, payload);
+                f.t_ns = i as u64 * 10;
+                let mut want = f.clone();
+                if redact {
+                    a.annotate_and_redact(&mut f, &rules);
+                } else {
+                    a.annotate(&mut f);
+                }
+                r.annotate(&mut want);
+                prop_assert_eq!(&f, &want);
+                prop_assert_eq!(a.pending, r.pending.len());
+            }
+        }
+    }
+
     #[test]
     fn pending_requests_are_bounded() {
         let mut a = Annotator::new();
@@ -252,7 +498,8 @@ mod tests {
             let mut f = frame(i as u64, 0, Direction::C2s, &format!(r#"{{"id":{i},"method":"ping"}}"#));
             a.annotate(&mut f);
         }
-        assert_eq!(a.pending.len(), MAX_PENDING);
+        assert_eq!(a.pending, MAX_PENDING);
+        assert_eq!(a.sessions["s"].pending[0].len(), MAX_PENDING);
         let mut oldest = frame(0, 5, Direction::S2c, r#"{"id":0,"result":{}}"#);
         a.annotate(&mut oldest);
         assert_eq!(oldest.method, None, "the oldest pending request was forgotten");

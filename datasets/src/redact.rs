@@ -9,6 +9,10 @@
 //! Keys are matched on a normalized form (unescaped, ASCII lower-case, `_`, `-`, `.` removed) against a list and
 //! a few suffixes, with MCP's own token-ish names (`progressToken`, `maxTokens`, `nextCursor`) kept. Bytes that
 //! are not JSON (stderr lines, partial lines) get a small textual pass instead; no regex crate is needed for it.
+//!
+//! Cost matters: the writer redacts every frame it records. [`classify_and_redact`] classifies a message and finds
+//! its secrets in the same walk (classification needs a walk of the message anyway), and the key check that runs
+//! for every member rejects a key from its last two normalized bytes in the common case of no extra rules.
 
 use std::borrow::Cow;
 
@@ -17,6 +21,7 @@ use memchr::{memchr, memchr2};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::wire::envelope::{self, Classifier, Envelope};
 use crate::wire::json::{self, Span, ValueType, Visitor};
 
 /// What a redacted value becomes.
@@ -72,6 +77,39 @@ const SECRET_SUFFIXES: [&str; 9] = [
     "idtoken",
     "privatekey",
 ];
+/// Length of the shortest name in [`SECRET_KEYS`] and [`SECRET_SUFFIXES`] (`token`).
+const SHORTEST_SECRET: usize = 5;
+
+/// A 256-bit filter of the last two bytes of every name in [`SECRET_KEYS`] and [`SECRET_SUFFIXES`]: a normalized key
+/// that is a built-in secret ends with the last two bytes of one of them, so a key whose bit is clear is not one.
+const TAIL_FILTER: [u64; 4] = tail_filter();
+
+const fn tail_bit(before: u8, last: u8) -> usize {
+    (before as usize * 31 + last as usize) % 256
+}
+
+const fn tail_filter() -> [u64; 4] {
+    let mut filter = [0u64; 4];
+    let lists: [&[&str]; 2] = [&SECRET_KEYS, &SECRET_SUFFIXES];
+    let mut l = 0;
+    while l < lists.len() {
+        let mut i = 0;
+        while i < lists[l].len() {
+            let name = lists[l][i].as_bytes();
+            let bit = tail_bit(name[name.len() - 2], name[name.len() - 1]);
+            filter[bit / 64] |= 1 << (bit % 64);
+            i += 1;
+        }
+        l += 1;
+    }
+    filter
+}
+
+/// Could a normalized key ending in `before`, `last` be a built-in secret name? (False positives are fine.)
+fn may_end_a_name(before: u8, last: u8) -> bool {
+    let bit = tail_bit(before, last);
+    TAIL_FILTER[bit / 64] & (1 << (bit % 64)) != 0
+}
 const KEEP_KEYS: [&str; 10] = [
     "progresstoken",
     "maxtokens",
@@ -157,14 +195,28 @@ impl RedactionRules {
         if !self.enabled {
             return false;
         }
+        // Called for every member of every payload, and almost every key is not a secret: without extra rules, a
+        // key whose last two normalized bytes end no built-in name is rejected after looking at just those (and a
+        // key shorter than every name, since normalizing and unescaping only shorten a key).
+        if self.keys.is_empty() && (raw_key.len() < SHORTEST_SECRET || !raw_key.contains(&b'\\')) {
+            let mut tail = raw_key
+                .iter()
+                .rev()
+                .filter(|b| !matches!(b, b'_' | b'-' | b'.'))
+                .map(u8::to_ascii_lowercase);
+            match (tail.next(), tail.next()) {
+                (Some(last), Some(before)) if raw_key.len() >= SHORTEST_SECRET && may_end_a_name(before, last) => {}
+                _ => return false,
+            }
+        }
         let decoded;
-        let key = if memchr(b'\\', raw_key).is_some() {
+        let key = if raw_key.contains(&b'\\') {
             decoded = json::unescape_str(raw_key).map(String::into_bytes);
             decoded.as_deref().unwrap_or(raw_key)
         } else {
             raw_key
         };
-        // Called for every member of every payload: normalize on the stack unless the key is long.
+        // Normalize on the stack unless the key is long.
         let (mut stack, heap);
         let n: &[u8] = if key.len() <= 64 {
             stack = [0u8; 64];
@@ -183,12 +235,18 @@ impl RedactionRules {
             &heap
         };
         let eq = |name: &String| normalized_eq(name, n);
-        if self.keep_keys.iter().any(eq) {
-            return false;
-        }
-        SECRET_KEYS.iter().any(|k| k.as_bytes() == n)
-            || SECRET_SUFFIXES.iter().any(|s| n.ends_with(s.as_bytes()))
-            || self.keys.iter().any(eq)
+        // The last byte rules out nearly every name before its bytes are compared. The kept names only matter for
+        // a key that is a secret otherwise, so they are looked at last.
+        let last = n.last().copied();
+        let secret = (n.len() >= SHORTEST_SECRET
+            && (SECRET_KEYS
+                .iter()
+                .any(|k| k.len() == n.len() && k.as_bytes().last().copied() == last && k.as_bytes() == n)
+                || SECRET_SUFFIXES
+                    .iter()
+                    .any(|s| s.as_bytes().last().copied() == last && n.ends_with(s.as_bytes()))))
+            || self.keys.iter().any(eq);
+        secret && !self.keep_keys.iter().any(eq)
     }
 
     /// Redacts a payload. `None` when nothing matched (keep the original); otherwise the redacted bytes.
@@ -196,20 +254,12 @@ impl RedactionRules {
         if !self.enabled {
             return None;
         }
-        let mut edits = JsonEdits {
-            rules: self,
-            bytes: payload,
-            edits: Vec::new(),
-        };
+        let mut edits = JsonEdits::new(self, payload);
         let edits = match json::walk(payload, usize::MAX, &mut edits) {
             Ok(_) => edits.edits,
             Err(_) => self.text_edits(payload),
         };
-        if edits.is_empty() {
-            None
-        } else {
-            Some(splice(payload, &edits))
-        }
+        apply(payload, &edits)
     }
 
     /// The rules as compact JSON, for file metadata.
@@ -320,6 +370,11 @@ struct Edit {
     with: Cow<'static, str>,
 }
 
+/// The redacted payload, or `None` when there is nothing to change.
+fn apply(payload: &[u8], edits: &[Edit]) -> Option<Bytes> {
+    (!edits.is_empty()).then(|| splice(payload, edits))
+}
+
 fn splice(b: &[u8], edits: &[Edit]) -> Bytes {
     let mut out = Vec::with_capacity(b.len() + 16 * edits.len());
     let mut at = 0;
@@ -339,7 +394,15 @@ struct JsonEdits<'r> {
     edits: Vec<Edit>,
 }
 
-impl JsonEdits<'_> {
+impl<'r> JsonEdits<'r> {
+    fn new(rules: &'r RedactionRules, bytes: &'r [u8]) -> Self {
+        JsonEdits {
+            rules,
+            bytes,
+            edits: Vec::new(),
+        }
+    }
+
     fn add(&mut self, span: Span, with: Cow<'static, str>) {
         // Edits inside this span belong to a value that is now replaced whole.
         while self.edits.last().is_some_and(|e| e.start >= span.start) {
@@ -357,6 +420,10 @@ impl JsonEdits<'_> {
     fn string(&mut self, span: Span) {
         let body = span.of(self.bytes);
         let body = body.get(1..body.len().saturating_sub(1)).unwrap_or(&[]);
+        // Most strings are not credentials: one byte decides that for all but those starting with a `b`.
+        if !matches!(body.first(), Some(b'b' | b'B')) {
+            return;
+        }
         if let Some(scheme) = auth_scheme(body).filter(|&(_, token)| token == body.len()) {
             let scheme = String::from_utf8_lossy(&body[..scheme.0]);
             self.add(span, Cow::Owned(format!("\"{scheme} {REDACTED}\"")));
@@ -377,6 +444,56 @@ impl<'a> Visitor<'a> for JsonEdits<'_> {
         if ty == ValueType::String {
             self.string(span);
         }
+    }
+}
+
+/// Classifies a message and redacts it in one walk of its bytes: the same [`Envelope`] as
+/// [`classify`](crate::wire::envelope::classify) and the same bytes as [`RedactionRules::payload`], for half the
+/// scanning (both read every byte of the message, and the writer runs both on every frame).
+pub fn classify_and_redact(payload: &Bytes, rules: &RedactionRules) -> (Envelope, Option<Bytes>) {
+    if !rules.enabled {
+        return (envelope::classify(payload), None);
+    }
+    // Classification ignores surrounding ASCII whitespace; redaction walks the whole payload, and JSON whitespace
+    // leaves that walk unchanged but a form feed (ASCII whitespace, not JSON whitespace) makes it fail.
+    let body = payload.trim_ascii_start();
+    let lead = payload.len() - body.len();
+    let body = body.trim_ascii_end();
+    let padding_is_json = !payload[..lead].contains(&0x0c) && !payload[lead + body.len()..].contains(&0x0c);
+    let mut both = Both {
+        class: Classifier::new(body),
+        edits: JsonEdits::new(rules, body),
+    };
+    let top = json::walk(body, usize::MAX, &mut both);
+    let edits = match top {
+        Ok(_) if padding_is_json => {
+            let mut edits = both.edits.edits;
+            for e in &mut edits {
+                e.start += lead;
+                e.end += lead;
+            }
+            edits
+        }
+        _ => rules.text_edits(payload),
+    };
+    (both.class.finish(top), apply(payload, &edits))
+}
+
+/// Feeds one walk to the classifier and the redactor.
+struct Both<'a, 'r> {
+    class: Classifier<'a>,
+    edits: JsonEdits<'r>,
+}
+
+impl<'a> Visitor<'a> for Both<'a, '_> {
+    fn member(&mut self, path: &[&'a [u8]], nesting: usize, span: Span, ty: ValueType) {
+        self.class.member(path, nesting, span, ty);
+        self.edits.member(path, nesting, span, ty);
+    }
+
+    fn element(&mut self, nesting: usize, span: Span, ty: ValueType) {
+        self.class.element(nesting, span, ty);
+        self.edits.element(nesting, span, ty);
     }
 }
 
@@ -576,6 +693,61 @@ mod tests {
         );
     }
 
+    /// The rules the equivalence properties are checked under: the defaults, none, and extra and kept names.
+    fn rule_sets() -> [RedactionRules; 3] {
+        [
+            RedactionRules::default(),
+            RedactionRules::none(),
+            RedactionRules {
+                keys: vec!["x".into(), "Session-Key".into()],
+                keep_keys: vec!["access_token".into(), "cookie".into()],
+                ..RedactionRules::default()
+            },
+        ]
+    }
+
+    /// Key matching as first written (keep list first, every name compared): the fast paths must agree with it.
+    fn reference_is_secret_key(r: &RedactionRules, raw_key: &[u8]) -> bool {
+        if !r.enabled {
+            return false;
+        }
+        let key = match raw_key.contains(&b'\\') {
+            true => json::unescape_str(raw_key).map_or(raw_key.to_vec(), String::into_bytes),
+            false => raw_key.to_vec(),
+        };
+        let n: Vec<u8> = key
+            .iter()
+            .filter(|b| !matches!(b, b'_' | b'-' | b'.'))
+            .map(u8::to_ascii_lowercase)
+            .collect();
+        let eq = |name: &String| normalized_eq(name, &n);
+        if r.keep_keys.iter().any(eq) {
+            return false;
+        }
+        SECRET_KEYS.iter().any(|k| k.as_bytes() == n)
+            || SECRET_SUFFIXES.iter().any(|s| n.ends_with(s.as_bytes()))
+            || r.keys.iter().any(eq)
+    }
+
+    #[test]
+    fn the_key_filter_lets_every_name_through() {
+        for name in SECRET_KEYS.iter().chain(&SECRET_SUFFIXES) {
+            let b = name.as_bytes();
+            assert!(b.len() >= SHORTEST_SECRET, "{name}");
+            assert!(may_end_a_name(b[b.len() - 2], b[b.len() - 1]), "{name}");
+            assert!(
+                RedactionRules::default().is_secret_key(name.to_uppercase().as_bytes()),
+                "{name}"
+            );
+        }
+        assert!(
+            SECRET_KEYS
+                .iter()
+                .chain(&SECRET_SUFFIXES)
+                .any(|n| n.len() == SHORTEST_SECRET)
+        );
+    }
+
     fn has_secret(r: &RedactionRules, v: &serde_json::Value) -> bool {
         use serde_json::Value;
         match v {
@@ -620,6 +792,64 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
             let _ = RedactionRules::default().payload(&Bytes::from(bytes));
+        }
+
+        #[test]
+        fn one_walk_equals_classify_then_redact_on_json(
+            v in crate::wire::json::tests::arb_json(),
+            key in prop::sample::select(vec!["password", "access_token", "apiKey", "name", "progressToken", "x"]),
+            secret in crate::wire::json::tests::arb_json(),
+            shape in 0u8..4,
+            pretty in any::<bool>(),
+            lead in prop::collection::vec(prop::sample::select(vec![b' ', b'\t', b'\n', b'\r', 0x0c]), 0..3),
+            trail in prop::collection::vec(prop::sample::select(vec![b' ', b'\t', b'\n', b'\r', 0x0c]), 0..3),
+        ) {
+            let doc = match shape {
+                0 => v,
+                1 => serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                    "params": {"x": [v, {key: secret}], "_meta": {"progressToken": "p"}}, key: "Bearer abc"}),
+                2 => serde_json::json!({"id": v, "result": {key: secret, "protocolVersion": "2025-11-25"}}),
+                _ => serde_json::json!([
+                    {"id": 1, "method": "a", "params": {key: secret}}, {"id": 2, "error": {"code": 3}}, v
+                ]),
+            };
+            let text = if pretty { serde_json::to_vec_pretty(&doc) } else { serde_json::to_vec(&doc) };
+            let bytes = Bytes::from([lead, text.unwrap(), trail].concat());
+            for rules in rule_sets() {
+                let separate = (envelope::classify(&bytes), rules.payload(&bytes));
+                prop_assert_eq!(classify_and_redact(&bytes, &rules), separate);
+            }
+        }
+
+        #[test]
+        fn one_walk_equals_classify_then_redact_on_any_bytes(
+            bytes in prop::collection::vec(prop_oneof![
+                4 => any::<u8>(),
+                4 => prop::sample::select(b"{}[],:\"\\ \x0c0123-eEtrufalsn".to_vec()),
+            ], 0..256),
+            text in "\\PC{0,40}",
+        ) {
+            for b in [Bytes::from(bytes), Bytes::from(format!("{{\"token\": \"{text}\", \"password\":1, {text}"))] {
+                for rules in rule_sets() {
+                    let separate = (envelope::classify(&b), rules.payload(&b));
+                    prop_assert_eq!(classify_and_redact(&b, &rules), separate);
+                }
+            }
+        }
+
+        #[test]
+        fn secret_keys_match_the_reference(
+            parts in prop::collection::vec(prop::sample::select(vec![
+                "token", "Token", "secret", "pass", "word", "api", "Key", "x", "access", "refresh", "progress", "max",
+                "s", "_", "-", ".", "\\u0074", "\\u005f", "\\\"", "\\", "\u{e9}", "cookie", "credential", "ty",
+                "passwd", "priv", "ate", "verifier", "code", "authorization", "en", "id",
+            ]), 0..5),
+        ) {
+            let key = parts.concat();
+            for rules in rule_sets() {
+                let want = reference_is_secret_key(&rules, key.as_bytes());
+                prop_assert_eq!(rules.is_secret_key(key.as_bytes()), want, "{}", key);
+            }
         }
 
         #[test]

@@ -4,15 +4,16 @@
 //! million-frame capture stores each method name once per batch. Readers accept the plain string forms too, since
 //! a capture rewritten by another tool (DuckDB `COPY`, pyarrow) may have lost the dictionary.
 
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use arrow_array::builder::{
-    BinaryBuilder, Int32Builder, ListBuilder, StringBuilder, StringDictionaryBuilder, StructBuilder, UInt16Builder,
-    UInt32Builder, UInt64Builder,
+    BinaryBuilder, Int32Builder, ListBuilder, StringBuilder, StructBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
 };
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, TimestampNanosecondType, UInt16Type, UInt32Type, UInt64Type};
-use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
+use arrow_array::{Array, ArrayRef, DictionaryArray, Int32Array, RecordBatch, StringArray, StructArray};
+use arrow_buffer::NullBufferBuilder;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
 
@@ -100,44 +101,51 @@ pub fn schema() -> SchemaRef {
 /// Builds one record batch from frames.
 pub fn to_batch(frames: &[Frame]) -> RecordBatch {
     let n = frames.len();
-    let mut session = StringDictionaryBuilder::<Int32Type>::new();
+    let mut session = Dict::with_capacity(n);
     let mut stream = UInt32Builder::with_capacity(n);
     let mut seq = UInt64Builder::with_capacity(n);
     let mut ts = Vec::with_capacity(n);
     let mut t_ns = UInt64Builder::with_capacity(n);
-    let mut direction = StringDictionaryBuilder::<Int32Type>::new();
-    let mut transport = StringDictionaryBuilder::<Int32Type>::new();
-    let mut kind = StringDictionaryBuilder::<Int32Type>::new();
-    let mut method = StringDictionaryBuilder::<Int32Type>::new();
+    let mut direction = EnumDict::with_capacity(n);
+    let mut transport = EnumDict::with_capacity(n);
+    let mut kind = EnumDict::with_capacity(n);
+    let mut method = Dict::with_capacity(n);
     let mut rpc_id = StringBuilder::new();
     let mut latency = UInt64Builder::with_capacity(n);
     let mut error_code = Int32Builder::with_capacity(n);
     let payload_bytes = frames.iter().map(|f| f.payload.len()).sum();
     let mut payload = BinaryBuilder::with_capacity(n, payload_bytes);
-    let mut http = http_builder();
+    // stdio frames have no HTTP facts: an all-null column is built whole instead of row by row.
+    let mut http = frames.iter().any(|f| f.http.is_some()).then(http_builder);
     let mut mcp_session = StringBuilder::new();
     let mut version = StringBuilder::new();
 
     for f in frames {
-        session.append_value(&f.session_id);
+        session.append(Some(&f.session_id));
         stream.append_value(f.stream_id);
         seq.append_value(f.seq);
         ts.push(f.ts_ns);
         t_ns.append_value(f.t_ns);
-        direction.append_value(f.direction.as_str());
-        transport.append_value(f.transport.as_str());
-        kind.append_value(f.kind.as_str());
-        method.append_option(f.method.as_deref());
+        direction.append(f.direction as usize, f.direction.as_str());
+        transport.append(f.transport as usize, f.transport.as_str());
+        kind.append(f.kind as usize, f.kind.as_str());
+        method.append(f.method.as_deref());
         rpc_id.append_option(f.rpc_id.as_deref());
         latency.append_option(f.latency_ns);
         error_code.append_option(f.error_code);
         payload.append_value(&f.payload);
-        append_http(&mut http, f.http.as_ref());
+        if let Some(http) = &mut http {
+            append_http(http, f.http.as_ref());
+        }
         mcp_session.append_option(f.mcp_session.as_deref());
         version.append_option(f.protocol_version.as_deref());
     }
 
     let ts = arrow_array::TimestampNanosecondArray::from(ts).with_timezone("UTC");
+    let http: ArrayRef = match &mut http {
+        Some(b) => Arc::new(b.finish()),
+        None => Arc::new(StructArray::new_null(http_fields(), n)),
+    };
     let columns: Vec<ArrayRef> = vec![
         Arc::new(session.finish()),
         Arc::new(stream.finish()),
@@ -152,12 +160,112 @@ pub fn to_batch(frames: &[Frame]) -> RecordBatch {
         Arc::new(latency.finish()),
         Arc::new(error_code.finish()),
         Arc::new(payload.finish()),
-        Arc::new(http.finish()),
+        http,
         Arc::new(mcp_session.finish()),
         Arc::new(version.finish()),
     ];
     // The builders above produce exactly the schema's types, so this cannot fail.
     RecordBatch::try_new(schema(), columns).expect("frame columns match the capture schema")
+}
+
+/// A dictionary-encoded text column, built as `StringDictionaryBuilder` builds one (the same keys, values in
+/// order of first appearance, a null buffer only when there is a null) at less cost per row: a value equal to
+/// the previous row's (the session, almost always) costs one comparison, a few distinct values (methods) a short
+/// search, and only a column with many distinct values hashes.
+struct Dict<'a> {
+    keys: Vec<i32>,
+    nulls: NullBufferBuilder,
+    values: Vec<&'a str>,
+    /// Built once `values` outgrows a linear search.
+    index: HashMap<&'a str, i32>,
+    last: Option<(&'a str, i32)>,
+}
+
+/// Distinct values of a [`Dict`] searched linearly before it builds a hash index.
+const DICT_LINEAR: usize = 16;
+
+impl<'a> Dict<'a> {
+    fn with_capacity(n: usize) -> Self {
+        Dict {
+            keys: Vec::with_capacity(n),
+            nulls: NullBufferBuilder::new(n),
+            values: Vec::new(),
+            index: HashMap::new(),
+            last: None,
+        }
+    }
+
+    fn append(&mut self, value: Option<&'a str>) {
+        let Some(value) = value else {
+            self.keys.push(0);
+            self.nulls.append_null();
+            return;
+        };
+        let key = match self.last {
+            Some((last, key)) if last == value => key,
+            _ => {
+                let key = self.key_of(value);
+                self.last = Some((value, key));
+                key
+            }
+        };
+        self.keys.push(key);
+        self.nulls.append_non_null();
+    }
+
+    fn key_of(&mut self, value: &'a str) -> i32 {
+        let next = i32::try_from(self.values.len()).expect("fewer than 2^31 distinct values in a batch");
+        if self.values.len() <= DICT_LINEAR {
+            if let Some(k) = self.values.iter().position(|&v| v == value) {
+                return k as i32;
+            }
+            self.values.push(value);
+            if self.values.len() > DICT_LINEAR {
+                self.index = self.values.iter().enumerate().map(|(k, &v)| (v, k as i32)).collect();
+            }
+            return next;
+        }
+        let values = &mut self.values;
+        *self.index.entry(value).or_insert_with(|| {
+            values.push(value);
+            next
+        })
+    }
+
+    fn finish(mut self) -> DictionaryArray<Int32Type> {
+        let keys = Int32Array::new(self.keys.into(), self.nulls.finish());
+        DictionaryArray::new(keys, Arc::new(StringArray::from(self.values)))
+    }
+}
+
+/// A dictionary column of an enum's names (direction, transport, kind): keyed by the variant, no text compared.
+struct EnumDict {
+    keys: Vec<i32>,
+    key_of: [Option<i32>; 8],
+    values: Vec<&'static str>,
+}
+
+impl EnumDict {
+    fn with_capacity(n: usize) -> Self {
+        EnumDict {
+            keys: Vec::with_capacity(n),
+            key_of: [None; 8],
+            values: Vec::new(),
+        }
+    }
+
+    /// Appends variant number `variant` (below 8), whose name is `name`.
+    fn append(&mut self, variant: usize, name: &'static str) {
+        let key = *self.key_of[variant].get_or_insert_with(|| {
+            self.values.push(name);
+            self.values.len() as i32 - 1
+        });
+        self.keys.push(key);
+    }
+
+    fn finish(self) -> DictionaryArray<Int32Type> {
+        DictionaryArray::new(Int32Array::from(self.keys), Arc::new(StringArray::from(self.values)))
+    }
 }
 
 fn http_builder() -> StructBuilder {
@@ -516,4 +624,130 @@ pub fn check_compatible(found: &Schema) -> Result<(), ColumnError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::builder::StringDictionaryBuilder;
+
+    /// `to_batch` as first written, with arrow's builders for every column.
+    fn reference_to_batch(frames: &[Frame]) -> RecordBatch {
+        let mut session = StringDictionaryBuilder::<Int32Type>::new();
+        let mut stream = UInt32Builder::new();
+        let mut seq = UInt64Builder::new();
+        let mut ts = Vec::new();
+        let mut t_ns = UInt64Builder::new();
+        let mut direction = StringDictionaryBuilder::<Int32Type>::new();
+        let mut transport = StringDictionaryBuilder::<Int32Type>::new();
+        let mut kind = StringDictionaryBuilder::<Int32Type>::new();
+        let mut method = StringDictionaryBuilder::<Int32Type>::new();
+        let mut rpc_id = StringBuilder::new();
+        let mut latency = UInt64Builder::new();
+        let mut error_code = Int32Builder::new();
+        let mut payload = BinaryBuilder::new();
+        let mut http = http_builder();
+        let mut mcp_session = StringBuilder::new();
+        let mut version = StringBuilder::new();
+        for f in frames {
+            session.append_value(&f.session_id);
+            stream.append_value(f.stream_id);
+            seq.append_value(f.seq);
+            ts.push(f.ts_ns);
+            t_ns.append_value(f.t_ns);
+            direction.append_value(f.direction.as_str());
+            transport.append_value(f.transport.as_str());
+            kind.append_value(f.kind.as_str());
+            method.append_option(f.method.as_deref());
+            rpc_id.append_option(f.rpc_id.as_deref());
+            latency.append_option(f.latency_ns);
+            error_code.append_option(f.error_code);
+            payload.append_value(&f.payload);
+            append_http(&mut http, f.http.as_ref());
+            mcp_session.append_option(f.mcp_session.as_deref());
+            version.append_option(f.protocol_version.as_deref());
+        }
+        let ts = arrow_array::TimestampNanosecondArray::from(ts).with_timezone("UTC");
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(session.finish()),
+            Arc::new(stream.finish()),
+            Arc::new(seq.finish()),
+            Arc::new(ts),
+            Arc::new(t_ns.finish()),
+            Arc::new(direction.finish()),
+            Arc::new(transport.finish()),
+            Arc::new(kind.finish()),
+            Arc::new(method.finish()),
+            Arc::new(rpc_id.finish()),
+            Arc::new(latency.finish()),
+            Arc::new(error_code.finish()),
+            Arc::new(payload.finish()),
+            Arc::new(http.finish()),
+            Arc::new(mcp_session.finish()),
+            Arc::new(version.finish()),
+        ];
+        RecordBatch::try_new(schema(), columns).unwrap()
+    }
+
+    /// The Arrow IPC stream of a batch: equal bytes mean equal columns, buffers and dictionaries.
+    fn ipc(batch: &RecordBatch) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut out, &batch.schema()).unwrap();
+        w.write(batch).unwrap();
+        w.finish().unwrap();
+        drop(w);
+        out
+    }
+
+    fn frames(n: usize, methods: usize, sessions: usize, http_every: usize) -> Vec<Frame> {
+        (0..n)
+            .map(|i| {
+                let dir = if i % 3 == 0 { Direction::S2c } else { Direction::C2s };
+                let transport = [Transport::Stdio, Transport::Http, Transport::Sse, Transport::Ws][i / 7 % 4];
+                let mut f = Frame::new(
+                    format!("s{}", i / 5 % sessions),
+                    i as u64,
+                    dir,
+                    transport,
+                    Kind::ALL[(i * 5 + 3) % Kind::ALL.len()],
+                    format!("{{\"id\":{i}}}"),
+                );
+                f.method = (i % 4 != 1).then(|| format!("m/{}", i * 7 % methods));
+                f.rpc_id = (i % 2 == 0).then(|| i.to_string());
+                f.latency_ns = (i % 3 == 0).then_some(i as u64);
+                f.error_code = (i % 5 == 0).then_some(-(i as i32));
+                f.protocol_version = (i > 3).then(|| "2025-11-25".to_string());
+                if http_every > 0 && i % http_every == 0 {
+                    f.http = Some(HttpMeta {
+                        method: Some("POST".into()),
+                        status: Some(200),
+                        headers: vec![("a".into(), i.to_string())],
+                        ..HttpMeta::default()
+                    });
+                    f.mcp_session = Some("sha256:x".into());
+                }
+                f
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_are_built_exactly_as_arrow_builders_build_them() {
+        for (n, methods, sessions, http_every) in [
+            (0, 1, 1, 0),
+            (1, 1, 1, 0),
+            (50, 3, 1, 0),
+            (500, 40, 3, 0),
+            (500, DICT_LINEAR, 2, 7),
+            (500, DICT_LINEAR + 1, 1, 1),
+            (300, 200, 9, 50),
+        ] {
+            let frames = frames(n, methods, sessions, http_every);
+            let got = to_batch(&frames);
+            let want = reference_to_batch(&frames);
+            assert_eq!(got, want, "{n} {methods} {sessions} {http_every}");
+            assert_eq!(ipc(&got), ipc(&want), "{n} {methods} {sessions} {http_every}");
+            assert_eq!(from_batch(&got).unwrap(), frames);
+        }
+    }
 }

@@ -392,12 +392,10 @@ impl Worker {
         f.mcp_session = obs
             .mcp_session
             .map(|s| self.rules.header_value("mcp-session-id", &s).into_owned());
-        self.annotator.annotate(&mut f);
+        // One scan of the payload classifies and redacts it.
+        self.annotator.annotate_and_redact(&mut f, &self.rules);
         if let Some(m) = obs.lifecycle {
             f.method = Some(m.to_string());
-        }
-        if let Some(p) = self.rules.payload(&f.payload) {
-            f.payload = p;
         }
         if let Some(h) = &mut f.http {
             for (name, value) in &mut h.headers {

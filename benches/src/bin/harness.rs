@@ -383,6 +383,20 @@ fn wire(ctx: &Ctx) -> anyhow::Result<Outcome> {
             cpu("annotate", n, bytes, || raw.clone(), b::annotate_all),
             cpu("redact, no secret", n, bytes, || (), |_| b::redact_all(&rules, mix)),
             cpu(
+                "classify+redact, one walk",
+                n,
+                bytes,
+                || (),
+                |_| b::classify_and_redact_all(&rules, mix),
+            ),
+            cpu(
+                "annotate+redact (the writer's path)",
+                n,
+                bytes,
+                || raw.clone(),
+                |f| b::annotate_and_redact_all(&rules, f),
+            ),
+            cpu(
                 "ndjson framing, 16 KiB reads",
                 n,
                 ndjson_bytes,

@@ -195,17 +195,22 @@ pub(super) fn import(
     let frames: Vec<Frame> = frames
         .into_iter()
         .map(|(mut f, complete)| {
-            if !complete {
-                annotator.annotate(&mut f);
+            // Frames that carry their kind are only redacted; the others are annotated and redacted in one scan.
+            let changed = if !complete {
+                annotator.annotate_and_redact(&mut f, rules)
+            } else if let Some(p) = rules.payload(&f.payload) {
+                f.payload = p;
+                true
+            } else {
+                false
+            };
+            if changed {
+                redacted += 1;
             }
             if untimed {
                 // NDJSON logs carry no times: latency is unknown, not zero, and ts is the import time.
                 f.latency_ns = None;
                 f.ts_ns = now;
-            }
-            if let Some(p) = rules.payload(&f.payload) {
-                f.payload = p;
-                redacted += 1;
             }
             if let Some(h) = &mut f.http {
                 for (name, value) in &mut h.headers {

@@ -6,6 +6,8 @@
 //! records what it sees, so `"jsonrpc": "2.0"` is not required and anything unrecognised is `Invalid`, not an error.
 //! The id is kept as its exact JSON text because `7` and `"7"` are different ids.
 
+use std::borrow::Cow;
+
 use super::json::{self, Span, ValueType, Visitor};
 use crate::frame::Kind;
 
@@ -46,29 +48,46 @@ const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 /// Classifies one message. Surrounding ASCII whitespace is ignored; bytes that are not JSON are `Invalid`.
 pub fn classify(payload: &[u8]) -> Envelope {
     let bytes = payload.trim_ascii();
-    let mut c = Collector {
-        bytes,
-        // Members of a batch element sit one container deeper than their path says.
-        base: usize::from(bytes.first() == Some(&b'[')),
-        fields: Fields::default(),
-        items: Vec::new(),
-    };
-    match json::walk(bytes, 3, &mut c) {
-        Ok(ValueType::Object) => c.fields.finish(bytes),
-        Ok(ValueType::Array) => Envelope {
-            kind: Kind::Batch,
-            items: c.items,
-            ..Envelope::invalid()
-        },
-        _ => Envelope::invalid(),
-    }
+    let mut c = Classifier::new(bytes);
+    let top = json::walk(bytes, 3, &mut c);
+    c.finish(top)
 }
 
-struct Collector<'a> {
+/// The [`Visitor`] behind [`classify`], for callers that walk a message once for several purposes
+/// (`redact::classify_and_redact`). Feed it a walk of the trimmed message, then [`Classifier::finish`] the result.
+///
+/// Only members up to depth 3 matter to it; deeper ones are ignored, so the walk's depth limit may be larger.
+pub(crate) struct Classifier<'a> {
     bytes: &'a [u8],
+    /// Members of a batch element sit one container deeper than their path says.
     base: usize,
     fields: Fields,
     items: Vec<Envelope>,
+}
+
+impl<'a> Classifier<'a> {
+    /// A classifier of `bytes`: the message without surrounding whitespace, exactly what is walked.
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Classifier {
+            bytes,
+            base: usize::from(bytes.first() == Some(&b'[')),
+            fields: Fields::default(),
+            items: Vec::new(),
+        }
+    }
+
+    /// The envelope, given what the walk returned.
+    pub(crate) fn finish(self, top: Result<ValueType, json::ScanError>) -> Envelope {
+        match top {
+            Ok(ValueType::Object) => self.fields.finish(self.bytes),
+            Ok(ValueType::Array) => Envelope {
+                kind: Kind::Batch,
+                items: self.items,
+                ..Envelope::invalid()
+            },
+            _ => Envelope::invalid(),
+        }
+    }
 }
 
 /// What the scan saw of one message object (spans into the input).
@@ -85,7 +104,7 @@ struct Fields {
     result_version: Option<Span>,
 }
 
-impl<'a> Visitor<'a> for Collector<'a> {
+impl<'a> Visitor<'a> for Classifier<'a> {
     fn member(&mut self, path: &[&'a [u8]], nesting: usize, span: Span, ty: ValueType) {
         // A member inside an array has the same path as a direct one; only direct members count.
         if nesting != path.len() + self.base {
@@ -94,13 +113,17 @@ impl<'a> Visitor<'a> for Collector<'a> {
         let f = &mut self.fields;
         let string = ty == ValueType::String;
         match path {
-            [k] if key_is(k, "method") => {
-                f.has_method = true;
-                f.method = string.then_some(span);
-            }
-            [k] if key_is(k, "id") => f.id = Some(span),
-            [k] if key_is(k, "result") => f.has_result = true,
-            [k] if key_is(k, "error") => f.has_error = true,
+            // Every member of the message object: one look at the key instead of one per name.
+            [k] => match decoded_key(k).as_ref() {
+                b"method" => {
+                    f.has_method = true;
+                    f.method = string.then_some(span);
+                }
+                b"id" => f.id = Some(span),
+                b"result" => f.has_result = true,
+                b"error" => f.has_error = true,
+                _ => {}
+            },
             [a, b] if ty == ValueType::Number && key_is(a, "error") && key_is(b, "code") => f.code = Some(span),
             [a, b] if string && key_is(b, "protocolVersion") => {
                 if key_is(a, "params") {
@@ -158,7 +181,20 @@ fn string_body(quoted: &[u8]) -> &[u8] {
 
 /// Does a raw (possibly escaped) key equal `name`?
 fn key_is(raw: &[u8], name: &str) -> bool {
-    raw == name.as_bytes() || (raw.contains(&b'\\') && json::unescape_str(raw).as_deref() == Some(name))
+    // An escape is longer than what it stands for, so only a longer key can be an escaped spelling of `name`.
+    raw == name.as_bytes()
+        || (raw.len() > name.len() && raw.contains(&b'\\') && json::unescape_str(raw).as_deref() == Some(name))
+}
+
+/// A raw key with its escapes decoded (borrowed when it has none). A key that does not decode stays raw: it still
+/// has its backslash, so it equals no name we look for.
+fn decoded_key(raw: &[u8]) -> Cow<'_, [u8]> {
+    if raw.contains(&b'\\') {
+        if let Some(k) = json::unescape_str(raw) {
+            return Cow::Owned(k.into_bytes());
+        }
+    }
+    Cow::Borrowed(raw)
 }
 
 #[cfg(test)]

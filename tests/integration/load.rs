@@ -1,39 +1,12 @@
 //! `mcptape load` against `mcptape serve`: counts, errors by class, coordinated omission, shards, the report schema.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
 use crate::util::*;
-
-struct Served(Child, String);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve_http(cap: &Path, extra: &[&str]) -> Served {
-    let mut child = mcptape()
-        .args(["serve", cap.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("serve prints its URL")
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
-    Served(child, url)
-}
 
 /// A capture of sessions with one request each (`tools/call`), answered with a small result.
 fn one_request_capture(dir: &Path, sessions: usize) -> PathBuf {

@@ -2,7 +2,6 @@
 //! replay the capture against a fresh server, against a server that answers differently, and against a target that
 //! dies; serve the capture to the Python SDK client and inspector over stdio and HTTP.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -268,33 +267,6 @@ fn modern_era_capture_of_mcp_server_time_replays_with_exit_0() {
         report["methods"].get("server/discover").is_some() || report["methods"].get("tools/list").is_some(),
         "{report}"
     );
-}
-
-struct Served(Child, String);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve_http(cap: &Path, extra: &[&str]) -> Served {
-    let mut child = mcptape()
-        .args(["serve", cap.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("serve prints its URL")
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
-    Served(child, url)
 }
 
 fn without(mut v: Value, keys: &[&str]) -> Value {

@@ -111,3 +111,33 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// A running `mcptape serve --listen`, killed when dropped; `.1` is its URL.
+pub struct Served(pub std::process::Child, pub String);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `mcptape serve CAPTURE --listen 127.0.0.1:0 EXTRA...`, once it has printed its URL.
+pub fn serve_http(cap: &Path, extra: &[&str]) -> Served {
+    use std::io::BufRead;
+    let mut child = mcptape()
+        .args(["serve", cap.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("serve prints its URL")
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    Served(child, url)
+}

@@ -124,17 +124,33 @@ pub fn failure_class(reason: &str) -> String {
         .map_or_else(|| "transport".to_string(), |code| format!("http_{code}"))
 }
 
+/// A link for `script`: sequential sessions are driven inline (no relay task), the rest through the usual link.
+async fn open(target: &Target, script: &Script) -> Result<Link, String> {
+    let version = script.protocol_version.as_deref();
+    if script.is_sequential() {
+        Link::open_sequential(target, version).await
+    } else {
+        Link::open(target, version).await
+    }
+}
+
 /// Runs one session for user `user`, due at `intended`. `kept` is the user's open link: stdio users keep their
 /// child process across sessions; HTTP users open a new MCP session (on the shared connection pool) each time.
-async fn session(plan: &Plan, rec: &Arc<Recorder>, user: u32, k: u64, intended: Instant, kept: &mut Option<Link>) {
+async fn session(
+    plan: &Plan,
+    rec: &Arc<Recorder>,
+    target: &Target,
+    k: u64,
+    intended: Instant,
+    kept: &mut Option<Link>,
+) {
     let script = &plan.scripts[(plan.pick)(k) % plan.scripts.len()];
     let start = Instant::now();
     let lateness = start.saturating_duration_since(intended);
-    let target = (plan.targets)(user);
     let reuse = matches!(target, Target::Stdio(_));
     let mut link = match kept.take() {
         Some(l) => l,
-        None => match Link::open(&target, script.protocol_version.as_deref()).await {
+        None => match open(target, script).await {
             Ok(l) => {
                 rec.phase(Phase::Connect, start, Instant::now());
                 l
@@ -187,6 +203,7 @@ pub async fn run(plan: Plan, rec: Arc<Recorder>, start: Instant) -> SelfCheck {
                 let delay = plan.ramp.mul_f64(i as f64 / n as f64);
                 tasks.push(tokio::spawn(async move {
                     tokio::time::sleep_until((start + delay).into()).await;
+                    let target = (plan.targets)(user);
                     let mut kept = None;
                     loop {
                         let now = Instant::now();
@@ -198,7 +215,7 @@ pub async fn run(plan: Plan, rec: Arc<Recorder>, start: Instant) -> SelfCheck {
                         if plan.sessions.is_some_and(|max| k >= max) {
                             break;
                         }
-                        session(&plan, &rec, user, k, now, &mut kept).await;
+                        session(&plan, &rec, &target, k, now, &mut kept).await;
                     }
                     if let Some(l) = kept {
                         l.close(Duration::from_secs(3)).await;
@@ -218,6 +235,7 @@ pub async fn run(plan: Plan, rec: Arc<Recorder>, start: Instant) -> SelfCheck {
                 let (plan, rec, rx) = (plan.clone(), rec.clone(), rx.clone());
                 tasks.push(tokio::spawn(async move {
                     let mut waits = (0u64, Duration::ZERO);
+                    let target = (plan.targets)(user);
                     let mut kept = None;
                     loop {
                         let next = rx.lock().await.recv().await;
@@ -227,7 +245,7 @@ pub async fn run(plan: Plan, rec: Arc<Recorder>, start: Instant) -> SelfCheck {
                             waits.0 += 1;
                             waits.1 = waits.1.max(wait);
                         }
-                        session(&plan, &rec, user, k, due, &mut kept).await;
+                        session(&plan, &rec, &target, k, due, &mut kept).await;
                     }
                     if let Some(l) = kept {
                         l.close(Duration::from_secs(3)).await;

@@ -190,9 +190,16 @@ pub async fn run_session(script: &Script, link: &mut Link, opts: &Options) -> Se
 
 /// Whether a recorded answer carries a value a live server mints (a cheap byte search before any parse).
 fn mints(payload: &[u8]) -> bool {
-    crate::compare::MINTED
+    static FINDERS: std::sync::OnceLock<Vec<memchr::memmem::Finder<'static>>> = std::sync::OnceLock::new();
+    FINDERS
+        .get_or_init(|| {
+            crate::compare::MINTED
+                .iter()
+                .map(|k| memchr::memmem::Finder::new(format!("\"{k}\"").as_bytes()).into_owned())
+                .collect()
+        })
         .iter()
-        .any(|k| memchr::memmem::find(payload, format!("\"{k}\"").as_bytes()).is_some())
+        .any(|f| f.find(payload).is_some())
 }
 
 /// `msg` with its top-level `id` value replaced by `id` (JSON text), every other byte kept.

@@ -91,9 +91,19 @@ impl std::fmt::Display for Target {
 /// A live connection to the target for one session.
 #[derive(Debug)]
 pub struct Link {
-    tx: mpsc::UnboundedSender<Bytes>,
-    rx: mpsc::UnboundedReceiver<Incoming>,
-    closer: Closer,
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    /// Tasks move messages; the link holds the two ends of their channels.
+    Piped {
+        tx: mpsc::UnboundedSender<Bytes>,
+        rx: mpsc::UnboundedReceiver<Incoming>,
+        closer: Closer,
+    },
+    /// Streamable HTTP driven from the caller's task, one exchange at a time.
+    Inline(Box<InlineHttp>),
 }
 
 #[derive(Debug)]
@@ -115,28 +125,71 @@ impl Link {
         }
     }
 
-    /// Sends one message. Errors surface as [`Incoming::Closed`].
-    pub fn send(&self, msg: Bytes) {
-        let _ = self.tx.send(msg);
+    /// Like [`Link::open`], for a session that never has two exchanges in flight
+    /// ([`crate::script::Script::is_sequential`]): over Streamable HTTP each POST then runs inside
+    /// [`Link::recv`], in the caller's task, instead of hopping through a relay task and channels. No GET stream is
+    /// opened (such a session expects no server requests). Other transports open as usual.
+    pub async fn open_sequential(target: &Target, protocol_version: Option<&str>) -> Result<Link, String> {
+        match target {
+            Target::Http { url, headers } => {
+                let url: http::Uri = url.parse().map_err(|e| format!("--target {url}: {e}"))?;
+                Ok(Link {
+                    inner: Inner::Inline(Box::new(InlineHttp {
+                        client: http_client(),
+                        url,
+                        headers: headers.clone(),
+                        session: None,
+                        version: protocol_version.map(str::to_string),
+                        outbox: Mutex::new(std::collections::VecDeque::new()),
+                        inbox: std::collections::VecDeque::new(),
+                        inflight: Mutex::new(None),
+                        ended: false,
+                    })),
+                })
+            }
+            other => Link::open(other, protocol_version).await,
+        }
     }
 
-    /// The next thing the server sent; `None` once everything is consumed after a close.
+    /// Sends one message. Errors surface as [`Incoming::Closed`].
+    pub fn send(&self, msg: Bytes) {
+        match &self.inner {
+            Inner::Piped { tx, .. } => {
+                let _ = tx.send(msg);
+            }
+            Inner::Inline(h) => h.outbox.lock().unwrap_or_else(|e| e.into_inner()).push_back(msg),
+        }
+    }
+
+    /// The next thing the server sent; `None` once everything is consumed after a close. Cancel-safe: a message
+    /// is never lost when the future is dropped (an inline exchange in flight resumes on the next call).
     pub async fn recv(&mut self) -> Option<Incoming> {
-        self.rx.recv().await
+        match &mut self.inner {
+            Inner::Piped { rx, .. } => rx.recv().await,
+            Inner::Inline(h) => h.recv().await,
+        }
     }
 
     /// The live transport session id (Streamable HTTP's `Mcp-Session-Id`), once the server gave one.
     pub fn session_id(&self) -> Option<String> {
-        match &self.closer {
-            Closer::Http(state) => state.session.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        match &self.inner {
+            Inner::Piped {
+                closer: Closer::Http(state),
+                ..
+            } => state.session.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            Inner::Inline(h) => h.session.clone(),
             _ => None,
         }
     }
 
     /// Ends the session: closes stdin and waits for the child (killing it after `grace`), or DELETEs the session.
     pub async fn close(self, grace: std::time::Duration) {
-        drop(self.tx);
-        match self.closer {
+        let (tx, closer) = match self.inner {
+            Inner::Piped { tx, closer, .. } => (tx, closer),
+            Inner::Inline(h) => return h.delete().await,
+        };
+        drop(tx);
+        match closer {
             Closer::Stdio(mut child) => {
                 // The writer task drops the child's stdin once the channel closes.
                 if tokio::time::timeout(grace, child.wait()).await.is_err() {
@@ -205,9 +258,11 @@ fn open_stdio(cmd: &[String]) -> Result<Link, String> {
         }
     });
     Ok(Link {
-        tx,
-        rx,
-        closer: Closer::Stdio(child),
+        inner: Inner::Piped {
+            tx,
+            rx,
+            closer: Closer::Stdio(child),
+        },
     })
 }
 
@@ -289,9 +344,11 @@ fn open_http(url: &str, headers: &[(String, String)], version: Option<&str>) -> 
         }
     });
     Ok(Link {
-        tx,
-        rx,
-        closer: Closer::Http(state),
+        inner: Inner::Piped {
+            tx,
+            rx,
+            closer: Closer::Http(state),
+        },
     })
 }
 
@@ -348,57 +405,183 @@ impl HttpState {
         if let Some(s) = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
             *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.to_string());
         }
-        let status = resp.status();
-        let sse = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("text/event-stream"));
-        let mut body = resp.into_body();
-        if sse {
-            let mut dec = SseDecoder::new(64 << 20);
-            while let Some(frame) = body.frame().await {
-                let Ok(frame) = frame else { break };
-                if let Some(chunk) = frame.data_ref() {
-                    dec.push(chunk, |ev| {
-                        if !ev.data.trim().is_empty() {
-                            let _ = self.incoming.send(Incoming::Message(Bytes::from(ev.data)));
-                        }
-                    });
-                }
-            }
-            return;
-        }
-        let bytes = match body.collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
-                let _ = self
-                    .incoming
-                    .send(Incoming::Closed(format!("{what} {}: reading the body: {e}", self.url)));
-                return;
-            }
-        };
-        if status == http::StatusCode::ACCEPTED || bytes.iter().all(u8::is_ascii_whitespace) {
-            if !status.is_success() {
-                let _ = self
-                    .incoming
-                    .send(Incoming::Closed(format!("{what} {}: HTTP {status}", self.url)));
-            }
-            return;
-        }
-        // A JSON-RPC body (even with an error status) is an answer; anything else ends the session.
-        if bytes.first().is_some_and(|b| *b == b'{' || *b == b'[') {
-            let _ = self.incoming.send(Incoming::Message(bytes));
-        } else if !status.is_success() {
-            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
-            let _ = self
-                .incoming
-                .send(Incoming::Closed(format!("{what} {}: HTTP {status}: {text}", self.url)));
-        }
+        read_answer(resp, what, &self.url, &mut |inc| {
+            let _ = self.incoming.send(inc);
+        })
+        .await;
     }
 
     async fn delete(&self) {
         if self.session.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+            return;
+        }
+        let mut req = self.request(http::Method::DELETE, Bytes::new());
+        req.headers_mut().remove("content-type");
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.client.request(req)).await;
+    }
+}
+
+/// Reads what a POST or GET answered: JSON, an SSE stream of messages, nothing (202), or an error that ends the
+/// session; each message or end goes to `sink`.
+async fn read_answer(
+    resp: http::Response<hyper::body::Incoming>,
+    what: &str,
+    url: &http::Uri,
+    sink: &mut (dyn FnMut(Incoming) + Send),
+) {
+    let status = resp.status();
+    let sse = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    let mut body = resp.into_body();
+    if sse {
+        let mut dec = SseDecoder::new(64 << 20);
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { break };
+            if let Some(chunk) = frame.data_ref() {
+                dec.push(chunk, |ev| {
+                    if !ev.data.trim().is_empty() {
+                        sink(Incoming::Message(Bytes::from(ev.data)));
+                    }
+                });
+            }
+        }
+        return;
+    }
+    let bytes = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            sink(Incoming::Closed(format!("{what} {url}: reading the body: {e}")));
+            return;
+        }
+    };
+    if status == http::StatusCode::ACCEPTED || bytes.iter().all(u8::is_ascii_whitespace) {
+        if !status.is_success() {
+            sink(Incoming::Closed(format!("{what} {url}: HTTP {status}")));
+        }
+        return;
+    }
+    // A JSON-RPC body (even with an error status) is an answer; anything else ends the session.
+    if bytes.first().is_some_and(|b| *b == b'{' || *b == b'[') {
+        sink(Incoming::Message(bytes));
+    } else if !status.is_success() {
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+        sink(Incoming::Closed(format!("{what} {url}: HTTP {status}: {text}")));
+    }
+}
+
+/// What one inline exchange brought back.
+struct Exchanged {
+    session: Option<String>,
+    incoming: Vec<Incoming>,
+}
+
+type Exchange = std::pin::Pin<Box<dyn std::future::Future<Output = Exchanged> + Send>>;
+
+/// Streamable HTTP for a sequential session: queued messages are posted one at a time when the caller asks for
+/// the next incoming message.
+struct InlineHttp {
+    client: HttpClient,
+    url: http::Uri,
+    headers: Vec<(String, String)>,
+    session: Option<String>,
+    version: Option<String>,
+    /// Sent by the engine, not yet posted (behind a lock only because [`Link::send`] takes `&self`).
+    outbox: Mutex<std::collections::VecDeque<Bytes>>,
+    inbox: std::collections::VecDeque<Incoming>,
+    /// The exchange in flight, kept here so that a cancelled [`Link::recv`] resumes it (in a lock only so that
+    /// the link stays `Sync`; it is reached through `&mut self`).
+    inflight: Mutex<Option<Exchange>>,
+    ended: bool,
+}
+
+impl std::fmt::Debug for InlineHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InlineHttp")
+            .field("url", &self.url)
+            .field("session", &self.session)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InlineHttp {
+    fn request(&self, method: http::Method, body: Bytes) -> http::Request<Full<Bytes>> {
+        let mut b = http::Request::builder()
+            .method(method)
+            .uri(self.url.clone())
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json");
+        if let Some(s) = self.session.as_deref() {
+            b = b.header("mcp-session-id", s);
+        }
+        if let Some(v) = self.version.as_deref() {
+            b = b.header("mcp-protocol-version", v);
+        }
+        for (k, v) in &self.headers {
+            b = b.header(k.as_str(), v.as_str());
+        }
+        b.body(Full::new(body)).expect("a valid request")
+    }
+
+    async fn recv(&mut self) -> Option<Incoming> {
+        loop {
+            if let Some(inc) = self.inbox.pop_front() {
+                if matches!(inc, Incoming::Closed(_)) {
+                    self.ended = true;
+                }
+                return Some(inc);
+            }
+            if self.ended {
+                return None;
+            }
+            let inflight = self.inflight.get_mut().unwrap_or_else(|e| e.into_inner());
+            if inflight.is_none() {
+                let next = self.outbox.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                let Some(msg) = next else {
+                    // Nothing to send and nothing coming: only the caller's timeout ends this wait.
+                    return std::future::pending().await;
+                };
+                let req = self.request(http::Method::POST, msg);
+                let (client, url) = (self.client.clone(), self.url.clone());
+                *self.inflight.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(Box::pin(async move {
+                    let mut incoming = Vec::new();
+                    match client.request(req).await {
+                        Err(e) => {
+                            incoming.push(Incoming::Closed(format!("POST {url}: {e}")));
+                            Exchanged {
+                                session: None,
+                                incoming,
+                            }
+                        }
+                        Ok(resp) => {
+                            let session = resp
+                                .headers()
+                                .get("mcp-session-id")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_string);
+                            read_answer(resp, "POST", &url, &mut |inc| incoming.push(inc)).await;
+                            Exchanged { session, incoming }
+                        }
+                    }
+                }));
+            }
+            let inflight = self.inflight.get_mut().unwrap_or_else(|e| e.into_inner());
+            if let Some(fut) = inflight.as_mut() {
+                let done = fut.await;
+                *inflight = None;
+                if done.session.is_some() {
+                    self.session = done.session;
+                }
+                self.inbox.extend(done.incoming);
+            }
+        }
+    }
+
+    async fn delete(&self) {
+        if self.session.is_none() {
             return;
         }
         let mut req = self.request(http::Method::DELETE, Bytes::new());
@@ -486,9 +669,11 @@ async fn open_legacy_sse(url: &str, headers: &[(String, String)]) -> Result<Link
         }
     });
     Ok(Link {
-        tx,
-        rx,
-        closer: Closer::Tasks(vec![reader, writer]),
+        inner: Inner::Piped {
+            tx,
+            rx,
+            closer: Closer::Tasks(vec![reader, writer]),
+        },
     })
 }
 
@@ -547,8 +732,10 @@ async fn open_ws(url: &str, headers: &[(String, String)]) -> Result<Link, String
         let _ = in_tx.send(Incoming::Closed("the WebSocket closed".into()));
     });
     Ok(Link {
-        tx,
-        rx,
-        closer: Closer::Tasks(vec![writer, reader]),
+        inner: Inner::Piped {
+            tx,
+            rx,
+            closer: Closer::Tasks(vec![writer, reader]),
+        },
     })
 }

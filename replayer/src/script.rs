@@ -75,6 +75,31 @@ pub struct Script {
     pub skipped_invalid: u64,
 }
 
+impl Script {
+    /// Whether the client never had two things in flight: each message after a request waits for that request's
+    /// answer, and the server made no requests of the client. Such a session can be driven one exchange at a
+    /// time, in the caller's task ([`crate::link::Link::open_sequential`]).
+    pub fn is_sequential(&self) -> bool {
+        if !self.server_requests.is_empty() {
+            return false;
+        }
+        let mut open: Option<&str> = None;
+        for step in &self.steps {
+            if let Some(id) = open {
+                if !step.wait_for.iter().any(|w| w == id) {
+                    return false;
+                }
+            }
+            open = match (step.kind, &step.rpc_id) {
+                (Kind::Request, Some(id)) => Some(id),
+                (Kind::Notification, _) => None,
+                _ => return false,
+            };
+        }
+        true
+    }
+}
+
 /// Builds one script per session, in order of first appearance. Frames may come in any order; seq orders them.
 pub fn scripts(frames: Vec<Frame>) -> Vec<Script> {
     let mut order: Vec<String> = Vec::new();
@@ -207,5 +232,34 @@ mod tests {
         assert_eq!(s.notifications["notifications/progress"], 1);
         assert_eq!(s.skipped_invalid, 1);
         assert_eq!(s.steps[3].t_ns, 8000);
+    }
+
+    #[test]
+    fn a_session_is_sequential_when_each_message_after_a_request_waits_for_its_answer() {
+        use Direction::*;
+        use Kind::*;
+        let seq = vec![
+            f(0, C2s, Request, Some("initialize"), Some("0"), "{}"),
+            f(1, S2c, Response, Some("initialize"), Some("0"), "{}"),
+            f(2, C2s, Notification, Some("notifications/initialized"), None, "{}"),
+            f(3, C2s, Request, Some("tools/list"), Some("1"), "{}"),
+            f(4, S2c, Notification, Some("notifications/message"), None, "{}"),
+            f(5, S2c, Response, Some("tools/list"), Some("1"), "{}"),
+            f(6, C2s, Request, Some("ping"), Some("2"), "{}"),
+        ];
+        assert!(scripts(seq.clone()).remove(0).is_sequential());
+        // A notification while a request is open (a cancel, say): two things in flight.
+        let mut overlapping = seq.clone();
+        overlapping[4] = f(4, C2s, Notification, Some("notifications/cancelled"), None, "{}");
+        assert!(!scripts(overlapping).remove(0).is_sequential());
+        // Two requests before either answer.
+        let mut pipelined = seq.clone();
+        pipelined[5] = f(5, C2s, Request, Some("ping"), Some("2"), "{}");
+        pipelined[6] = f(6, S2c, Response, Some("tools/list"), Some("1"), "{}");
+        assert!(!scripts(pipelined).remove(0).is_sequential());
+        // The server asks the client something: answers must flow while a request is open.
+        let mut asks = seq;
+        asks.insert(5, f(4, S2c, Request, Some("roots/list"), Some("9"), "{}"));
+        assert!(!scripts(asks).remove(0).is_sequential());
     }
 }

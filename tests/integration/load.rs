@@ -136,6 +136,61 @@ fn load_against_serve_over_http_and_stdio_counts_every_method_with_no_errors() {
     }
 }
 
+/// A session whose client never has two requests in flight runs on the inline HTTP link (no relay task): the
+/// handshake's `Mcp-Session-Id` must reach every later request (serve answers 404 to unknown sessions).
+#[test]
+fn sequential_sessions_over_http_carry_the_session_id_and_count_every_method() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("seq.jsonl");
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let init_ok = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"s","version":"1"}}}"#;
+    let inited = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let list_ok = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#;
+    let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+    let call_ok = r#"{"jsonrpc":"2.0","id":2,"result":{"content":[]}}"#;
+    let mut lines = Vec::new();
+    for (seq, (dir, p)) in [
+        ("c2s", init),
+        ("s2c", init_ok),
+        ("c2s", inited),
+        ("c2s", list),
+        ("s2c", list_ok),
+        ("c2s", call),
+        ("s2c", call_ok),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        lines.push(
+            serde_json::json!({"session_id": "s", "seq": seq, "t_ns": seq * 1000, "direction": dir, "payload": p})
+                .to_string(),
+        );
+    }
+    std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
+    let cap = dir.path().join("seq.parquet");
+    assert!(
+        run(&[
+            "dataset",
+            "import",
+            jsonl.to_str().unwrap(),
+            "-o",
+            cap.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let s = serve_http(&cap, &[]);
+    let report = load(&[cap.to_str().unwrap(), "--target", &s.1, "-c", "3", "--sessions", "30"]);
+    let m = &report["methods"];
+    for method in ["initialize", "tools/list", "tools/call"] {
+        assert_eq!(m[method]["requests"], 30, "{method}: {m}");
+    }
+    assert_eq!(report["totals"]["errors"], 0, "{}", report["errors"]);
+    assert!(report["errors"].as_object().unwrap().is_empty(), "{}", report["errors"]);
+    assert_eq!(report["phases"]["session"]["count"], 30);
+}
+
 #[test]
 fn an_injected_error_rate_shows_as_jsonrpc_errors_near_that_rate() {
     let dir = tempfile::tempdir().unwrap();

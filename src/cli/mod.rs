@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use mcptape_datasets::cli::DatasetArgs;
 
+mod demo;
+
 /// Record, replay, impersonate and load-test MCP (Model Context Protocol) traffic.
 ///
 /// Captures are Parquet files (one row per JSON-RPC message or lifecycle event) that DuckDB, pyarrow or Spark read
@@ -31,8 +33,9 @@ enum Command {
     Report(NotBuilt),
     /// Read, summarise, check, recover, export and import captures.
     Dataset(DatasetArgs),
-    /// Run the whole loop on the embedded default (not built yet).
-    Demo(NotBuilt),
+    /// Run the whole loop offline on the embedded sample: serve, record (stdio and HTTP), replay, load at two
+    /// concurrencies, compare, and draw the HTML report: `mcptape demo [--out DIR]`.
+    Demo(demo::DemoArgs),
 }
 
 /// Arguments of a command that is not built yet: accepted so the message is the same whatever is passed.
@@ -63,6 +66,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => mcptape_replayer::run(args).await,
         Command::Serve(args) => mcptape_replayer::serve(args).await,
         Command::Load(args) => mcptape_loadgen::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
         other => {
             eprintln!("mcptape {}: not built yet in this version", other.name());
             Ok(ExitCode::from(2))

@@ -27,8 +27,9 @@ enum Command {
     Serve(mcptape_replayer::ServeArgs),
     /// Load-test a server or gateway with recorded sessions: `mcptape load CAPTURE --target URL -c 16`.
     Load(mcptape_loadgen::LoadArgs),
-    /// Show, merge, compare and plot load and replay reports (not built yet).
-    Report(NotBuilt),
+    /// Show, merge, compare (a CI gate) and plot load and replay reports: `mcptape report compare --baseline A
+    /// --candidate B`.
+    Report(mcptape_reports::ReportArgs),
     /// Read, summarise, check, recover, export and import captures.
     Dataset(DatasetArgs),
     /// Run the whole loop on the embedded default (not built yet).
@@ -63,6 +64,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => mcptape_replayer::run(args).await,
         Command::Serve(args) => mcptape_replayer::serve(args).await,
         Command::Load(args) => mcptape_loadgen::run(args).await,
+        Command::Report(args) => mcptape_reports::cli::run(args).await,
         other => {
             eprintln!("mcptape {}: not built yet in this version", other.name());
             Ok(ExitCode::from(2))

@@ -187,7 +187,9 @@ fn merge_cmd(a: MergeArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
                 })
                 .collect();
             let merged = load::merge(&loads).map_err(|e| {
-                let file = merge_error_index(&e).and_then(|i| reports.get(i - 1)).map(|n| n.name.as_str());
+                let file = merge_error_index(&e)
+                    .and_then(|i| reports.get(i - 1))
+                    .map(|n| n.name.as_str());
                 match file {
                     Some(f) => anyhow::anyhow!("{f}: {e}"),
                     None => anyhow::anyhow!("{e}"),
@@ -272,7 +274,11 @@ fn compare_cmd(a: CompareArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> 
         }
         None => out.write_all(text.as_bytes())?,
     }
-    Ok(if c.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if c.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn html_cmd(a: HtmlArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {

@@ -120,10 +120,22 @@ mod tests {
         let e = read_report(&missing).unwrap_err().to_string();
         assert!(e.starts_with(&format!("{}: ", missing.display())), "{e}");
         for (name, body, why) in [
-            ("garbage.json", "{not json", "not a valid report: key must be a string at line 1"),
+            (
+                "garbage.json",
+                "{not json",
+                "not a valid report: key must be a string at line 1",
+            ),
             ("noschema.json", "{}", "no \"schema\" field"),
-            ("future.json", r#"{"schema":"mcptape.load/2"}"#, "unsupported report schema \"mcptape.load/2\""),
-            ("short.json", r#"{"schema":"mcptape.load/1"}"#, "not a valid report: mcptape.load/1: missing field"),
+            (
+                "future.json",
+                r#"{"schema":"mcptape.load/2"}"#,
+                "unsupported report schema \"mcptape.load/2\"",
+            ),
+            (
+                "short.json",
+                r#"{"schema":"mcptape.load/1"}"#,
+                "not a valid report: mcptape.load/1: missing field",
+            ),
         ] {
             let p = dir.join(name);
             std::fs::write(&p, body).unwrap();

@@ -129,7 +129,11 @@ pub fn to_markdown(r: &LoadReport) -> String {
     for (m, x) in rows(r) {
         let [a, b, c, d, e] = lat(&x.corrected);
         let [sa, _, sc, _, _] = lat(&x.service);
-        let name = if m == "all" { "**all**".to_string() } else { format!("`{m}`") };
+        let name = if m == "all" {
+            "**all**".to_string()
+        } else {
+            format!("`{m}`")
+        };
         let _ = writeln!(
             s,
             "| {name} | {} | {} | {} | {a} | {b} | {c} | {d} | {e} | {sa} | {sc} |",
@@ -138,7 +142,10 @@ pub fn to_markdown(r: &LoadReport) -> String {
             rate_text(x.errors, x.requests)
         );
     }
-    let _ = writeln!(s, "\nLatency is corrected for coordinated omission (from the intended send time); service time is from the actual send.");
+    let _ = writeln!(
+        s,
+        "\nLatency is corrected for coordinated omission (from the intended send time); service time is from the actual send."
+    );
     if !r.errors.is_empty() {
         let _ = writeln!(s, "\n| error class | count | of requests |");
         let _ = writeln!(s, "|---|---:|---:|");
@@ -167,7 +174,11 @@ pub fn to_json(r: &LoadReport) -> String {
                "p999_us": h.p999_us, "max_us": h.max_us, "mean_us": h.mean_us})
     };
     let method = |x: &MethodReport| {
-        let error_rate = if x.requests == 0 { Value::Null } else { json!(x.errors as f64 / x.requests as f64) };
+        let error_rate = if x.requests == 0 {
+            Value::Null
+        } else {
+            json!(x.errors as f64 / x.requests as f64)
+        };
         json!({"requests": x.requests, "throughput_rps": x.throughput_rps, "errors": x.errors,
                "error_rate": error_rate, "corrected": hist(&x.corrected), "service": hist(&x.service)})
     };
@@ -175,7 +186,11 @@ pub fn to_json(r: &LoadReport) -> String {
         .errors
         .iter()
         .map(|(k, n)| {
-            let rate = if r.totals.requests == 0 { Value::Null } else { json!(*n as f64 / r.totals.requests as f64) };
+            let rate = if r.totals.requests == 0 {
+                Value::Null
+            } else {
+                json!(*n as f64 / r.totals.requests as f64)
+            };
             (k.clone(), json!({"count": n, "rate": rate}))
         })
         .collect();

@@ -61,7 +61,13 @@ fn show_renderings() {
     golden("show-base.json", &show::to_json(&r));
     let text = show::to_text(&r);
     // Every method and both latency kinds, with the error class and its rate.
-    for needle in ["tools/call", "corrected latency", "service time", "jsonrpc_-32602", "p99.9"] {
+    for needle in [
+        "tools/call",
+        "corrected latency",
+        "service time",
+        "jsonrpc_-32602",
+        "p99.9",
+    ] {
         assert!(text.contains(needle), "{needle} not in {text}");
     }
 }
@@ -80,9 +86,16 @@ fn compare_one_run_a_side_is_unguarded() {
 
 #[test]
 fn compare_three_runs_a_side_names_the_test_and_p() {
-    let runs = |side: &str| (1..=3).map(|i| fixture(&format!("run-{side}{i}.json"))).collect::<Vec<_>>();
+    let runs = |side: &str| {
+        (1..=3)
+            .map(|i| fixture(&format!("run-{side}{i}.json")))
+            .collect::<Vec<_>>()
+    };
     let opts = Options {
-        budgets: vec!["p50=+20%".parse::<Budget>().unwrap(), "tools/call:p99=+50%".parse().unwrap()],
+        budgets: vec![
+            "p50=+20%".parse::<Budget>().unwrap(),
+            "tools/call:p99=+50%".parse().unwrap(),
+        ],
         no_defaults: false,
         alpha: 0.1,
     };
@@ -97,8 +110,12 @@ fn compare_three_runs_a_side_names_the_test_and_p() {
 
 #[test]
 fn compare_replay_reports() {
-    let c = compare::compare(&[fixture("replay-same.json")], &[fixture("replay-diff.json")], &Options::default())
-        .unwrap();
+    let c = compare::compare(
+        &[fixture("replay-same.json")],
+        &[fixture("replay-diff.json")],
+        &Options::default(),
+    )
+    .unwrap();
     golden("compare-replay.md", &render::to_markdown(&c));
     assert!(!c.passed());
     assert!(c.regressions().any(|x| x.metric == compare::Metric::Mismatch));
@@ -117,9 +134,19 @@ fn svg_charts_and_page() {
     }
     let page = html::page(&fixture("cand.json"), &[fixture("base.json")]).unwrap();
     golden("page.html", &page);
-    for attr in ["src=\"http", "href=\"http", "src='http", "href='http", "@import", "url("] {
+    for attr in [
+        "src=\"http",
+        "href=\"http",
+        "src='http",
+        "href='http",
+        "@import",
+        "url(",
+    ] {
         assert!(!page.contains(attr), "the page must not fetch anything: {attr}");
     }
     // Rendering twice gives the same bytes.
-    assert_eq!(page, html::page(&fixture("cand.json"), &[fixture("base.json")]).unwrap());
+    assert_eq!(
+        page,
+        html::page(&fixture("cand.json"), &[fixture("base.json")]).unwrap()
+    );
 }

@@ -8,4 +8,5 @@ mod peers;
 mod pyarrow;
 mod record;
 mod replay;
+mod report;
 mod util;

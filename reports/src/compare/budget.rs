@@ -61,7 +61,11 @@ impl Quantile {
 
     /// `p50`, `p90`, `p99`, `p99.9`, `max`.
     pub fn name(self) -> &'static str {
-        Quantile::ALL.iter().find(|(q, _)| *q == self).map(|(_, n)| *n).unwrap_or("?")
+        Quantile::ALL
+            .iter()
+            .find(|(q, _)| *q == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("?")
     }
 }
 
@@ -246,7 +250,11 @@ impl Budget {
 fn num(x: f64) -> String {
     let s = format!("{x:.6}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s.is_empty() || s == "-0" { "0".into() } else { s.to_string() }
+    if s.is_empty() || s == "-0" {
+        "0".into()
+    } else {
+        s.to_string()
+    }
 }
 
 impl std::str::FromStr for Budget {

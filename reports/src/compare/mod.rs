@@ -280,7 +280,9 @@ pub fn compare(baseline: &[Named], candidate: &[Named], opts: &Options) -> Resul
     let mut checks = Vec::new();
     for b in budgets {
         let values = |side: &[Named]| -> Vec<Option<f64>> {
-            side.iter().map(|r| value(&r.report, b.scope.as_deref(), b.metric)).collect()
+            side.iter()
+                .map(|r| value(&r.report, b.scope.as_deref(), b.metric))
+                .collect()
         };
         let (bv, cv) = (values(baseline), values(candidate));
         let scope = b.scope.clone().unwrap_or_else(|| "all".into());
@@ -493,7 +495,11 @@ fn median(v: &[f64]) -> Option<f64> {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let k = s.len() / 2;
-    Some(if s.len() % 2 == 1 { s[k] } else { (s[k - 1] + s[k]) / 2.0 })
+    Some(if s.len() % 2 == 1 {
+        s[k]
+    } else {
+        (s[k - 1] + s[k]) / 2.0
+    })
 }
 
 #[cfg(test)]

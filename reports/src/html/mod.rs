@@ -70,7 +70,10 @@ pub fn page(report: &Named, baselines: &[Named]) -> Result<String, HtmlError> {
                     AnyReport::Replay(_) => None,
                 })
                 .collect();
-            (format!("mcptape load report: {}", r.target), load_body(&report.name, r, &bl, report, baselines)?)
+            (
+                format!("mcptape load report: {}", r.target),
+                load_body(&report.name, r, &bl, report, baselines)?,
+            )
         }
         AnyReport::Replay(r) => {
             let bl: Vec<(&str, &ReplayReport)> = baselines
@@ -80,7 +83,10 @@ pub fn page(report: &Named, baselines: &[Named]) -> Result<String, HtmlError> {
                     AnyReport::Load(_) => None,
                 })
                 .collect();
-            (format!("mcptape replay report: {}", r.target), replay_body(&report.name, r, &bl, report, baselines))
+            (
+                format!("mcptape replay report: {}", r.target),
+                replay_body(&report.name, r, &bl, report, baselines),
+            )
         }
     };
     Ok(wrap(&title, &body))
@@ -188,7 +194,8 @@ pub fn load_charts(name: &str, r: &LoadReport, baselines: &[(&str, &LoadReport)]
     );
 
     // Throughput over time.
-    let reqs = |r: &LoadReport| -> Vec<(f64, f64)> { r.series.iter().map(|p| (p.t as f64, p.requests as f64)).collect() };
+    let reqs =
+        |r: &LoadReport| -> Vec<(f64, f64)> { r.series.iter().map(|p| (p.t as f64, p.requests as f64)).collect() };
     let mut lines = vec![Line {
         label: name.to_string(),
         color: CANDIDATE.into(),
@@ -323,7 +330,14 @@ fn load_body(
         comparison_section(&mut s, named, named_baselines);
     }
     let _ = writeln!(s, "<section class=\"charts\">");
-    for chart in load_charts(&short(name), r, &baselines.iter().map(|(n, b)| (n.rsplit('/').next().unwrap_or(n), *b)).collect::<Vec<_>>())? {
+    for chart in load_charts(
+        &short(name),
+        r,
+        &baselines
+            .iter()
+            .map(|(n, b)| (n.rsplit('/').next().unwrap_or(n), *b))
+            .collect::<Vec<_>>(),
+    )? {
         let _ = writeln!(s, "<figure>{chart}</figure>");
     }
     let _ = writeln!(s, "</section>");
@@ -343,7 +357,11 @@ fn load_body(
             esc(m),
             thousands(x.requests, false),
             thousands_f1(x.throughput_rps),
-            if x.requests == 0 { "—".to_string() } else { format!("{:.2}%", x.errors as f64 * 100.0 / x.requests as f64) },
+            if x.requests == 0 {
+                "—".to_string()
+            } else {
+                format!("{:.2}%", x.errors as f64 * 100.0 / x.requests as f64)
+            },
             l(c, c.p50_us),
             l(c, c.p90_us),
             l(c, c.p99_us),
@@ -355,9 +373,17 @@ fn load_body(
     }
     let _ = writeln!(s, "</table>");
     if !r.errors.is_empty() {
-        let _ = writeln!(s, "<h2>Errors by class</h2><table><tr><th>class</th><th>count</th></tr>");
+        let _ = writeln!(
+            s,
+            "<h2>Errors by class</h2><table><tr><th>class</th><th>count</th></tr>"
+        );
         for (k, n) in &r.errors {
-            let _ = writeln!(s, "<tr><td><code>{}</code></td><td>{}</td></tr>", esc(k), thousands(*n, false));
+            let _ = writeln!(
+                s,
+                "<tr><td><code>{}</code></td><td>{}</td></tr>",
+                esc(k),
+                thousands(*n, false)
+            );
         }
         let _ = writeln!(s, "</table>");
     }
@@ -402,7 +428,11 @@ fn comparison_section(s: &mut String, candidate: &Named, baselines: &[Named]) {
                 let _ = writeln!(
                     s,
                     "<tr class=\"{}\"><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    if x.status == compare::Status::Regression { "fail" } else { "" },
+                    if x.status == compare::Status::Regression {
+                        "fail"
+                    } else {
+                        ""
+                    },
                     esc(&render::check_name(x)),
                     esc(&show(x.baseline)),
                     esc(&show(x.candidate)),
@@ -492,14 +522,27 @@ document.getElementById('chart-check').textContent=(ok&&svgs.length>0?'charts-ok
 
 fn wrap(title: &str, body: &str) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">");
-    let _ = writeln!(s, "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
-    let _ = writeln!(s, "<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>", esc(title));
+    let _ = writeln!(
+        s,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">"
+    );
+    let _ = writeln!(
+        s,
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+    );
+    let _ = writeln!(
+        s,
+        "<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>",
+        esc(title)
+    );
     s.push_str(body);
     let _ = writeln!(
         s,
         "<p class=\"meta\">Made by <code>mcptape report html</code>. Latencies are HdrHistogram percentiles; corrected latency is measured from the intended send time.</p>"
     );
-    let _ = writeln!(s, "<output id=\"chart-check\" hidden></output>\n<script>{CHECK}</script>\n</body>\n</html>");
+    let _ = writeln!(
+        s,
+        "<output id=\"chart-check\" hidden></output>\n<script>{CHECK}</script>\n</body>\n</html>"
+    );
     s
 }

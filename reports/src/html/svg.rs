@@ -64,7 +64,12 @@ fn header(s: &mut String, id: &str, title: &str) {
         f1(HEIGHT),
         esc(title)
     );
-    let _ = writeln!(s, "<rect x=\"0\" y=\"0\" width=\"{}\" height=\"{}\" fill=\"#fff\"/>", f1(WIDTH), f1(HEIGHT));
+    let _ = writeln!(
+        s,
+        "<rect x=\"0\" y=\"0\" width=\"{}\" height=\"{}\" fill=\"#fff\"/>",
+        f1(WIDTH),
+        f1(HEIGHT)
+    );
     let _ = writeln!(
         s,
         "<text x=\"{}\" y=\"18\" font-size=\"14\" font-weight=\"bold\">{}</text>",
@@ -83,7 +88,12 @@ fn legend(s: &mut String, entries: &[(String, String, bool)]) {
             f1(x),
             f1(x + 22.0)
         );
-        let _ = writeln!(s, "<text x=\"{}\" y=\"36\" font-size=\"11\">{}</text>", f1(x + 26.0), esc(label));
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"36\" font-size=\"11\">{}</text>",
+            f1(x + 26.0),
+            esc(label)
+        );
         x += 34.0 + 6.2 * label.chars().count() as f64;
     }
 }
@@ -131,7 +141,13 @@ struct Map {
 
 impl Map {
     fn new(scale: Scale, lo: f64, hi: f64, from: f64, to: f64) -> Map {
-        Map { scale, lo, hi, from, to }
+        Map {
+            scale,
+            lo,
+            hi,
+            from,
+            to,
+        }
     }
     fn at(&self, v: f64) -> f64 {
         let f = |x: f64| match self.scale {
@@ -182,7 +198,10 @@ pub fn line_chart(id: &str, title: &str, x: &Axis, y: &Axis, lines: &[Line], x_t
     };
     let xt: Vec<f64> = match x_ticks {
         Some(t) => t.iter().copied().filter(|&v| v >= xlo && v <= xhi + 1e-9).collect(),
-        None => ticks(Scale::Linear, xlo, xhi).into_iter().filter(|&v| v <= xhi * 1.0001).collect(),
+        None => ticks(Scale::Linear, xlo, xhi)
+            .into_iter()
+            .filter(|&v| v <= xhi * 1.0001)
+            .collect(),
     };
     let (px0, px1, py0, py1) = (LEFT, WIDTH - RIGHT, HEIGHT - BOTTOM, TOP);
     let mx = Map::new(x.scale, xlo, xhi, px0, px1);
@@ -254,7 +273,13 @@ pub fn line_chart(id: &str, title: &str, x: &Axis, y: &Axis, lines: &[Line], x_t
         drawn = true;
         let mut d = String::new();
         for (i, &(vx, vy)) in l.points.iter().enumerate() {
-            let _ = write!(d, "{}{} {}", if i == 0 { "M" } else { "L" }, f1(mx.at(vx)), f1(my.at(vy)));
+            let _ = write!(
+                d,
+                "{}{} {}",
+                if i == 0 { "M" } else { "L" },
+                f1(mx.at(vx)),
+                f1(my.at(vy))
+            );
         }
         if l.points.len() == 1 {
             // A single point: a short tick so it is visible.

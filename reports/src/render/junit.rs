@@ -56,7 +56,12 @@ pub fn to_junit(c: &Comparison) -> String {
         match x.status {
             Status::Pass | Status::WithinNoise => {
                 let _ = writeln!(s, ">");
-                let _ = writeln!(s, "      <system-out>{} ({})</system-out>", esc(&detail), x.status.label());
+                let _ = writeln!(
+                    s,
+                    "      <system-out>{} ({})</system-out>",
+                    esc(&detail),
+                    x.status.label()
+                );
                 let _ = writeln!(s, "    </testcase>");
             }
             Status::Regression => {

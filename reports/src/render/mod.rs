@@ -76,7 +76,11 @@ pub fn test_cell(c: &Check) -> String {
 }
 
 fn num1(x: f64) -> String {
-    if x.fract() == 0.0 { format!("{x:.0}") } else { format!("{x:.1}") }
+    if x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
 }
 
 /// `1234567` -> `1,234,567`.
@@ -116,7 +120,12 @@ pub fn verdict_sentence(c: &Comparison) -> String {
     let mut s = if names.is_empty() {
         format!("no regression in {} budget(s)", c.checks.len())
     } else {
-        format!("{} of {} budget(s) regressed: {}", names.len(), c.checks.len(), names.join(", "))
+        format!(
+            "{} of {} budget(s) regressed: {}",
+            names.len(),
+            c.checks.len(),
+            names.join(", ")
+        )
     };
     if !within.is_empty() {
         s.push_str(&format!("; over budget but within noise: {}", within.join(", ")));

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use crate::{LoadReport, ReplayReport, load, replay};
 
 /// A report of either kind.
+// A handful exist at a time (one per file on the command line): boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum AnyReport {
     /// `mcptape.load/1`.

@@ -242,6 +242,33 @@ impl ReplayReport {
     }
 }
 
+/// Merges replay reports of one capture and options (e.g. the shards of a replay split over machines): sessions
+/// are concatenated, counts re-tallied, `duration_ms` is the longest. Each report comes with its name for errors.
+pub fn merge(reports: &[(&str, &ReplayReport)]) -> Result<ReplayReport, String> {
+    let (first_name, first) = *reports.first().ok_or("no reports to merge")?;
+    for (name, r) in &reports[1..] {
+        if r.schema != first.schema {
+            return Err(format!(
+                "{name}: schema {:?} differs from {first_name}'s {:?}; cannot merge reports of different schemas",
+                r.schema, first.schema
+            ));
+        }
+        if r.capture != first.capture || r.options != first.options {
+            return Err(format!(
+                "{name}: replayed a different workload than {first_name} (capture {:?} vs {:?}, or other options); \
+                 cannot merge",
+                r.capture, first.capture
+            ));
+        }
+    }
+    let mut out = first.clone();
+    out.sessions = reports.iter().flat_map(|(_, r)| r.sessions.iter().cloned()).collect();
+    out.duration_ms = reports.iter().map(|(_, r)| r.duration_ms).fold(0.0, f64::max);
+    out.started = reports.iter().map(|(_, r)| r.started.clone()).min().unwrap_or_default();
+    out.tally();
+    Ok(out)
+}
+
 fn show(v: &Option<Value>) -> String {
     match v {
         None => "(absent)".into(),

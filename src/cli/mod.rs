@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use mcptape_datasets::cli::DatasetArgs;
 
 mod demo;
@@ -29,34 +29,14 @@ enum Command {
     Serve(mcptape_replayer::ServeArgs),
     /// Load-test a server or gateway with recorded sessions: `mcptape load CAPTURE --target URL -c 16`.
     Load(mcptape_loadgen::LoadArgs),
-    /// Show, merge, compare and plot load and replay reports (not built yet).
-    Report(NotBuilt),
+    /// Show, merge, compare (a CI gate) and plot load and replay reports: `mcptape report compare --baseline A
+    /// --candidate B`.
+    Report(mcptape_reports::ReportArgs),
     /// Read, summarise, check, recover, export and import captures.
     Dataset(DatasetArgs),
     /// Run the whole loop offline on the embedded sample: serve, record (stdio and HTTP), replay, load at two
     /// concurrencies, compare, and draw the HTML report: `mcptape demo [--out DIR]`.
     Demo(demo::DemoArgs),
-}
-
-/// Arguments of a command that is not built yet: accepted so the message is the same whatever is passed.
-#[derive(Debug, Args)]
-struct NotBuilt {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    _args: Vec<String>,
-}
-
-impl Command {
-    fn name(&self) -> &'static str {
-        match self {
-            Command::Record(_) => "record",
-            Command::Replay(_) => "replay",
-            Command::Serve(_) => "serve",
-            Command::Load(_) => "load",
-            Command::Report(_) => "report",
-            Command::Dataset(_) => "dataset",
-            Command::Demo(_) => "demo",
-        }
-    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -67,10 +47,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => mcptape_replayer::serve(args).await,
         Command::Load(args) => mcptape_loadgen::run(args).await,
         Command::Demo(args) => demo::run(args).await,
-        other => {
-            eprintln!("mcptape {}: not built yet in this version", other.name());
-            Ok(ExitCode::from(2))
-        }
+        Command::Report(args) => mcptape_reports::cli::run(args).await,
     }
 }
 

@@ -1,15 +1,6 @@
-//! The command frame: every command exists; the ones not built yet say so in one line and exit 2.
+//! The command frame: every command exists; usage errors exit 2.
 
 use crate::util::*;
-
-#[test]
-fn commands_not_built_yet_say_so_and_exit_2() {
-    for cmd in ["report", "demo"] {
-        let o = run(&[cmd, "--some-flag", "x"]);
-        assert_one_line_error(&o, 2, &[cmd, "not built yet"]);
-        assert!(o.stdout.is_empty());
-    }
-}
 
 #[test]
 fn usage_errors_exit_2_and_help_lists_every_command() {

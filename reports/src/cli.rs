@@ -102,6 +102,10 @@ pub struct CompareArgs {
     /// Significance level of the Mann–Whitney U test (used with several runs a side; 5 or more a side reach 0.01).
     #[arg(long, default_value_t = compare::DEFAULT_ALPHA)]
     pub alpha: f64,
+    /// Compare load runs of different workloads (another concurrency or capture) instead of refusing; the output
+    /// warns that the difference is not only the build under test.
+    #[arg(long)]
+    pub any_workload: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: CompareFormat,
@@ -255,6 +259,7 @@ fn compare_cmd(a: CompareArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> 
         budgets,
         no_defaults: a.no_default_budgets,
         alpha: a.alpha,
+        any_workload: a.any_workload,
     };
     let c = compare::compare(&baseline, &candidate, &opts)?;
     let text = match a.format {

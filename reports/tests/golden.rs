@@ -98,6 +98,7 @@ fn compare_three_runs_a_side_names_the_test_and_p() {
         ],
         no_defaults: false,
         alpha: 0.1,
+        any_workload: false,
     };
     let c = compare::compare(&runs("a"), &runs("b"), &opts).unwrap();
     golden("compare-runs.txt", &render::to_text(&c));

@@ -325,7 +325,19 @@ fn run_blocking(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     println!("5. Compare the two runs as a CI gate would, and draw the report:");
     let verdict = demo.run(
-        &os(&["report", "compare", "--baseline", &base, "--candidate", &cand, "--format", "md", "-o", "compare.md"]),
+        &os(&[
+            "report",
+            "compare",
+            "--baseline",
+            &base,
+            "--candidate",
+            &cand,
+            "--any-workload",
+            "--format",
+            "md",
+            "-o",
+            "compare.md",
+        ]),
         "compare.log",
         &[0, 1],
     )?;

@@ -46,6 +46,9 @@ pub struct Options {
     pub no_defaults: bool,
     /// Significance level of the test, in (0, 1).
     pub alpha: f64,
+    /// Compare load runs of different workloads (another concurrency, say) instead of refusing; the result
+    /// carries a warning.
+    pub any_workload: bool,
 }
 
 impl Default for Options {
@@ -54,6 +57,7 @@ impl Default for Options {
             budgets: Vec::new(),
             no_defaults: false,
             alpha: DEFAULT_ALPHA,
+            any_workload: false,
         }
     }
 }
@@ -79,7 +83,7 @@ pub enum CompareError {
     /// Load reports of different workloads.
     #[error(
         "{file}: workload {other} differs from {first}'s {fingerprint} (capture content or load model differ); \
-         compare runs of the same workload"
+         compare runs of the same workload, or pass --any-workload"
     )]
     MixedWorkloads {
         /// The odd one.
@@ -219,6 +223,7 @@ pub fn compare(baseline: &[Named], candidate: &[Named], opts: &Options) -> Resul
     }
     let all: Vec<&Named> = baseline.iter().chain(candidate).collect();
     let kind = first.report.kind();
+    let mut mixed = None;
     for n in &all {
         if n.report.kind() != kind {
             return Err(CompareError::MixedKinds {
@@ -229,7 +234,15 @@ pub fn compare(baseline: &[Named], candidate: &[Named], opts: &Options) -> Resul
             });
         }
         if let (AnyReport::Load(a), AnyReport::Load(b)) = (&first.report, &n.report) {
-            if a.workload.fingerprint != b.workload.fingerprint {
+            if a.workload.fingerprint != b.workload.fingerprint && opts.any_workload {
+                mixed.get_or_insert_with(|| {
+                    format!(
+                        "{}'s workload differs from {}'s (compared anyway, as asked): the difference is not only \
+                         the build under test",
+                        n.name, first.name
+                    )
+                });
+            } else if a.workload.fingerprint != b.workload.fingerprint {
                 return Err(CompareError::MixedWorkloads {
                     file: n.name.clone(),
                     other: b.workload.fingerprint.clone(),
@@ -276,7 +289,7 @@ pub fn compare(baseline: &[Named], candidate: &[Named], opts: &Options) -> Resul
         },
     };
 
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = mixed.into_iter().collect();
     let mut checks = Vec::new();
     for b in budgets {
         let values = |side: &[Named]| -> Vec<Option<f64>> {

@@ -190,11 +190,23 @@ fn bad_inputs_are_errors_naming_the_file_or_budget() {
     if let AnyReport::Load(r) = &mut other {
         r.workload.fingerprint = "sha256:other".into();
     }
-    let e = compare(&side(&[1000]), &[named(7, other)], &Options::default()).unwrap_err();
+    let e = compare(&side(&[1000]), &[named(7, other.clone())], &Options::default()).unwrap_err();
     assert!(
         e.to_string()
             .starts_with("r7.json: workload sha256:other differs from r0.json's"),
         "{e}"
+    );
+    // Asked for: compared, with a warning saying the workloads differ.
+    let any = Options {
+        any_workload: true,
+        ..Options::default()
+    };
+    let c = compare(&side(&[1000]), &[named(7, other)], &any).unwrap();
+    assert!(c.passed());
+    assert!(
+        c.warnings.iter().any(|w| w.starts_with("r7.json's workload differs from r0.json's")),
+        "{:?}",
+        c.warnings
     );
 
     let replay: ReplayReport = serde_json::from_str(

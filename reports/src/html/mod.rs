@@ -405,7 +405,11 @@ fn short_fp(fp: &str) -> &str {
 /// The default-budget comparison of the report against its baselines, as a table (or why there is none).
 fn comparison_section(s: &mut String, candidate: &Named, baselines: &[Named]) {
     let _ = writeln!(s, "<h2>Against the baseline</h2>");
-    match compare::compare(baselines, std::slice::from_ref(candidate), &compare::Options::default()) {
+    let opts = compare::Options {
+        any_workload: true,
+        ..compare::Options::default()
+    };
+    match compare::compare(baselines, std::slice::from_ref(candidate), &opts) {
         Err(e) => {
             let _ = writeln!(s, "<p class=\"warn\">Not compared: {}</p>", esc(&e.to_string()));
         }

@@ -36,7 +36,17 @@ fn demo_runs_the_whole_loop_and_leaves_the_files_it_names() {
         let load: mcptape_reports::LoadReport = serde_json::from_value(read_json(&out.join(name))).unwrap();
         assert_eq!(load.workload.concurrency, Some(users));
         assert!(load.totals.requests > 100, "{name}: {} requests", load.totals.requests);
-        assert_eq!(load.totals.errors, 0, "{name}: errors {:?}", load.errors);
+        // The sample's client calls an unknown tool once a session (a recorded -32602 error, answered again by
+        // serve); nothing else may fail.
+        let sessions = load.phases["session"].count;
+        assert!(sessions > 3, "{name}: {sessions} sessions");
+        assert!(
+            load.errors.keys().all(|class| class == "jsonrpc_-32602"),
+            "{name}: errors {:?}",
+            load.errors
+        );
+        let unknown_tool = load.errors.get("jsonrpc_-32602").copied().unwrap_or(0);
+        assert!(unknown_tool <= sessions + users, "{name}: {unknown_tool} errors in {sessions} sessions");
         // The default run is 10 s long.
         assert!((9.0..=11.0).contains(&load.duration_s), "{name}: {} s", load.duration_s);
     }

@@ -9,7 +9,10 @@ const MARKER_SUFFIX: &str = ".uploaded";
 
 /// The hidden sidecar that records a confirmed upload of `segment`: `DIR/.NAME.uploaded`.
 pub fn marker_path(segment: &Path) -> PathBuf {
-    let name = segment.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = segment
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     segment.with_file_name(format!(".{name}{MARKER_SUFFIX}"))
 }
 
@@ -89,9 +92,20 @@ fn walk(root: &Path, dir: &Path, delete_uploaded: bool, out: &mut Vec<(Found, Sy
         }
         let meta = entry.metadata()?;
         let rel = path.strip_prefix(root).unwrap_or(&path);
-        let key = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+        let key = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
         let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        out.push((Found { path, key, size: meta.len() }, mtime));
+        out.push((
+            Found {
+                path,
+                key,
+                size: meta.len(),
+            },
+            mtime,
+        ));
     }
     Ok(())
 }
@@ -130,6 +144,9 @@ mod tests {
 
     #[test]
     fn marker_is_a_hidden_sidecar() {
-        assert_eq!(marker_path(Path::new("/c/d=1/s.parquet")), Path::new("/c/d=1/.s.parquet.uploaded"));
+        assert_eq!(
+            marker_path(Path::new("/c/d=1/s.parquet")),
+            Path::new("/c/d=1/.s.parquet.uploaded")
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ObjectStore, RetryConfig};
 
 use crate::{UploadConfig, UploadError};
 
@@ -18,8 +18,13 @@ pub(crate) struct S3Url {
 }
 
 pub(crate) fn parse_url(url: &str) -> Result<S3Url, UploadError> {
-    let bad = |reason: &str| UploadError::InvalidUrl { url: url.to_string(), reason: reason.to_string() };
-    let rest = url.strip_prefix("s3://").ok_or_else(|| bad("expected s3://bucket/prefix"))?;
+    let bad = |reason: &str| UploadError::InvalidUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| bad("expected s3://bucket/prefix"))?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
         return Err(bad("no bucket name"));
@@ -31,13 +36,20 @@ pub(crate) fn parse_url(url: &str) -> Result<S3Url, UploadError> {
     if !prefix.is_empty() {
         ObjectPath::parse(&prefix).map_err(|e| bad(&format!("prefix: {e}")))?;
     }
-    Ok(S3Url { bucket: bucket.to_string(), prefix })
+    Ok(S3Url {
+        bucket: bucket.to_string(),
+        prefix,
+    })
 }
 
 /// The object path of `key` under the URL's prefix.
 pub(crate) fn object_path(url: &S3Url, key: &str) -> Result<ObjectPath, String> {
     let key = key.trim_start_matches('/');
-    let full = if url.prefix.is_empty() { key.to_string() } else { format!("{}/{key}", url.prefix) };
+    let full = if url.prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{}/{key}", url.prefix)
+    };
     ObjectPath::parse(&full).map_err(|e| format!("key {key:?}: {e}"))
 }
 
@@ -73,20 +85,29 @@ pub(crate) fn build_store(cfg: &UploadConfig, url: &S3Url) -> Result<Arc<dyn Obj
         max_retries: 2,
         retry_timeout: Duration::from_secs(10),
     };
-    let client = ClientOptions::new()
-        .with_connect_timeout(Duration::from_secs(10))
-        .with_timeout(Duration::from_secs(300));
+    // A segment PUT may be tens of MB: a longer request timeout than object_store's 30 s, unless the
+    // environment set one (with_client_options would replace AWS_ALLOW_HTTP and friends, so keys instead).
+    for (key, value) in [("timeout", "300s"), ("connect_timeout", "10s")] {
+        let key: AmazonS3ConfigKey = key.parse().expect("a client option of object_store");
+        if b.get_config_value(&key).is_none() {
+            b = b.with_config(key, value);
+        }
+    }
     let store = b
         .with_bucket_name(&url.bucket)
         .with_retry(retry)
-        .with_client_options(client)
         .build()
-        .map_err(|source| UploadError::Store { url: cfg.url.clone(), source })?;
+        .map_err(|source| UploadError::Store {
+            url: cfg.url.clone(),
+            source,
+        })?;
     Ok(Arc::new(store))
 }
 
 fn is_loopback_http(endpoint: &str) -> bool {
-    let Some(rest) = endpoint.strip_prefix("http://") else { return false };
+    let Some(rest) = endpoint.strip_prefix("http://") else {
+        return false;
+    };
     let authority = rest.split('/').next().unwrap_or("");
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
@@ -103,9 +124,18 @@ mod tests {
     fn parses_bucket_and_prefix() {
         assert_eq!(
             parse_url("s3://b/some/prefix/").unwrap(),
-            S3Url { bucket: "b".into(), prefix: "some/prefix".into() }
+            S3Url {
+                bucket: "b".into(),
+                prefix: "some/prefix".into()
+            }
         );
-        assert_eq!(parse_url("s3://b").unwrap(), S3Url { bucket: "b".into(), prefix: String::new() });
+        assert_eq!(
+            parse_url("s3://b").unwrap(),
+            S3Url {
+                bucket: "b".into(),
+                prefix: String::new()
+            }
+        );
         for bad in ["https://b/x", "s3:///x", "s3://", "b/x", "s3://b:1/x"] {
             let e = parse_url(bad).unwrap_err().to_string();
             assert!(e.contains(bad), "{e}");

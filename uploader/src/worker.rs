@@ -65,13 +65,27 @@ impl Uploader {
         let rt = tokio::runtime::Handle::try_current().map_err(|_| UploadError::NoRuntime)?;
         let url = target::parse_url(&cfg.url)?;
         let store = target::build_store(&cfg, &url)?;
-        let found = spool::scan(&cfg.spool_dir, cfg.delete_after_upload)
-            .map_err(|source| UploadError::Spool { path: cfg.spool_dir.clone(), source })?;
-        let shared = Arc::new(Shared { cfg, url, state: Mutex::default(), wake: Notify::new() });
+        let found = spool::scan(&cfg.spool_dir, cfg.delete_after_upload).map_err(|source| UploadError::Spool {
+            path: cfg.spool_dir.clone(),
+            source,
+        })?;
+        let shared = Arc::new(Shared {
+            cfg,
+            url,
+            state: Mutex::default(),
+            wake: Notify::new(),
+        });
         {
             let mut st = shared.lock();
             for f in found {
-                enqueue(&mut st, Item { path: f.path, key: f.key, size: f.size });
+                enqueue(
+                    &mut st,
+                    Item {
+                        path: f.path,
+                        key: f.key,
+                        size: f.size,
+                    },
+                );
             }
             enforce_bound(&shared.cfg, &mut st);
         }
@@ -267,23 +281,36 @@ async fn upload(shared: &Shared, store: &dyn ObjectStore, item: &Item) -> Result
     let put_etag = if size > cfg.multipart_threshold {
         put_multipart(store, &location, &item.path, cfg.part_size).await?
     } else {
-        let data = tokio::fs::read(&item.path).await.map_err(|e| local_failure(&item.path, e))?;
-        let r = store.put(&location, PutPayload::from(Bytes::from(data))).await.map_err(store_failure)?;
+        let data = tokio::fs::read(&item.path)
+            .await
+            .map_err(|e| local_failure(&item.path, e))?;
+        let r = store
+            .put(&location, PutPayload::from(Bytes::from(data)))
+            .await
+            .map_err(store_failure)?;
         r.e_tag
     };
     let meta = store.head(&location).await.map_err(store_failure)?;
     if meta.size != size {
-        return Err(Failure::Retry(format!("the store reports {} bytes for {location}, sent {size}", meta.size)));
+        return Err(Failure::Retry(format!(
+            "the store reports {} bytes for {location}, sent {size}",
+            meta.size
+        )));
     }
     if let (Some(sent), Some(seen)) = (&put_etag, &meta.e_tag)
         && sent != seen
     {
-        return Err(Failure::Retry(format!("ETag changed under {location}: PUT {sent}, HEAD {seen}")));
+        return Err(Failure::Retry(format!(
+            "ETag changed under {location}: PUT {sent}, HEAD {seen}"
+        )));
     }
     let marked = spool::write_marker(&item.path, &item.key, size, meta.e_tag.as_deref());
     if let Err(e) = &marked {
         // The object is safely stored; without a marker a restart would upload the same bytes again.
-        eprintln!("mcptape upload: {} uploaded but its marker could not be written: {e}", item.key);
+        eprintln!(
+            "mcptape upload: {} uploaded but its marker could not be written: {e}",
+            item.key
+        );
     }
     let mut st = shared.lock();
     st.head = None;
@@ -293,7 +320,10 @@ async fn upload(shared: &Shared, store: &dyn ObjectStore, item: &Item) -> Result
     drop(st);
     if cfg.delete_after_upload && marked.is_ok() {
         if let Err(e) = std::fs::remove_file(&item.path) {
-            eprintln!("mcptape upload: {} uploaded, deleting the local copy failed: {e}", item.key);
+            eprintln!(
+                "mcptape upload: {} uploaded, deleting the local copy failed: {e}",
+                item.key
+            );
         } else {
             let _ = std::fs::remove_file(marker_path(&item.path));
         }
@@ -322,7 +352,10 @@ async fn put_multipart(
                 break;
             }
             let last = buf.len() < part_size;
-            upload.put_part(PutPayload::from(Bytes::from(buf))).await.map_err(store_failure)?;
+            upload
+                .put_part(PutPayload::from(Bytes::from(buf)))
+                .await
+                .map_err(store_failure)?;
             if last {
                 break;
             }
@@ -368,7 +401,9 @@ struct Jitter(u64);
 
 impl Jitter {
     fn seeded() -> Self {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         Jitter(nanos as u64 ^ u64::from(std::process::id()).rotate_left(32))
     }
 
@@ -389,7 +424,11 @@ mod tests {
 
     #[test]
     fn backoff_grows_is_capped_and_jittered_within_half() {
-        let b = Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(60), factor: 2.0 };
+        let b = Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            factor: 2.0,
+        };
         assert_eq!(b.delay(0, 1.0), Duration::from_secs(1));
         assert_eq!(b.delay(0, 0.0), Duration::from_millis(500));
         assert_eq!(b.delay(3, 1.0), Duration::from_secs(8));
@@ -417,7 +456,11 @@ mod tests {
             .map(|i| {
                 let path = d.path().join(format!("{i}.parquet"));
                 std::fs::write(&path, [0u8; 10]).unwrap();
-                Item { path, key: format!("{i}.parquet"), size: 10 }
+                Item {
+                    path,
+                    key: format!("{i}.parquet"),
+                    size: 10,
+                }
             })
             .collect();
         // The head (0) is sleeping between attempts, 1..3 wait in the queue.
@@ -432,9 +475,15 @@ mod tests {
         enforce_bound(&cfg(d.path(), 25, true), &mut st);
         assert_eq!(st.stats.dropped_segments, 2);
         assert!(st.head.is_none());
-        assert_eq!(st.queue.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(), ["2.parquet", "3.parquet"]);
+        assert_eq!(
+            st.queue.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(),
+            ["2.parquet", "3.parquet"]
+        );
         assert_eq!((st.stats.backlog_segments, st.stats.backlog_bytes), (2, 20));
-        assert!(!items[0].path.exists() && !items[1].path.exists(), "dropped files deleted in spool mode");
+        assert!(
+            !items[0].path.exists() && !items[1].path.exists(),
+            "dropped files deleted in spool mode"
+        );
         assert!(items[2].path.exists());
 
         // Mid-upload the head is kept; without delete_after_upload the files stay.
@@ -451,7 +500,11 @@ mod tests {
     #[test]
     fn a_segment_queued_twice_is_uploaded_once() {
         let mut st = State::default();
-        let it = Item { path: "/x/a.parquet".into(), key: "a.parquet".into(), size: 3 };
+        let it = Item {
+            path: "/x/a.parquet".into(),
+            key: "a.parquet".into(),
+            size: 3,
+        };
         enqueue(&mut st, it.clone());
         enqueue(&mut st, it);
         assert_eq!(st.queue.len(), 1);

@@ -67,9 +67,6 @@ pub(crate) fn build_store(cfg: &UploadConfig, url: &S3Url) -> Result<Arc<dyn Obj
     if let Some(endpoint) = &cfg.endpoint {
         b = b.with_endpoint(endpoint);
     }
-    if b.get_config_value(&AmazonS3ConfigKey::Region).is_none() {
-        b = b.with_region("us-east-1");
-    }
     if let Some(endpoint) = b.get_config_value(&AmazonS3ConfigKey::Endpoint)
         && is_loopback_http(&endpoint)
     {

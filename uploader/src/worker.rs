@@ -55,7 +55,16 @@ impl Shared {
 #[derive(Debug)]
 pub struct Uploader {
     shared: Arc<Shared>,
-    task: JoinHandle<()>,
+    /// Taken by `shutdown`; dropping an `Uploader` without it aborts the task (the spool keeps what was left).
+    task: Option<JoinHandle<()>>,
+}
+
+impl Drop for Uploader {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
 }
 
 impl Uploader {
@@ -90,7 +99,10 @@ impl Uploader {
             enforce_bound(&shared.cfg, &mut st);
         }
         let task = rt.spawn(run(shared.clone(), store));
-        Ok(Uploader { shared, task })
+        Ok(Uploader {
+            shared,
+            task: Some(task),
+        })
     }
 
     /// Queues a finished, immutable segment; `key` is its path relative to the capture folder (forward slashes).
@@ -128,10 +140,12 @@ impl Uploader {
 
     /// Keeps uploading until the backlog is empty or `deadline` passed, then stops. An unfinished upload is
     /// abandoned; its segment stays in the spool unmarked and is queued again by the next start.
-    pub async fn shutdown(self, deadline: Duration) -> UploadStats {
+    pub async fn shutdown(mut self, deadline: Duration) -> UploadStats {
         self.shared.lock().draining = true;
         self.shared.wake.notify_one();
-        let mut task = self.task;
+        let Some(mut task) = self.task.take() else {
+            return self.stats();
+        };
         if tokio::time::timeout(deadline, &mut task).await.is_err() {
             task.abort();
             let _ = task.await;

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `mcptape` binary: one test binary, a module per topic.
 
 mod dataset;
+mod docs;
 mod frame_cli;
 mod http;
 mod load;
@@ -8,4 +9,5 @@ mod peers;
 mod pyarrow;
 mod record;
 mod replay;
+mod samples;
 mod util;

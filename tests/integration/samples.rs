@@ -167,3 +167,42 @@ fn the_samples_readme_documents_every_ignore_the_tests_use() {
         assert!(readme.contains(&format!("{name}.parquet")), "README lacks {name}");
     }
 }
+
+#[test]
+fn the_http_sample_exports_as_har_that_meets_the_har_1_2_required_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let har = dir.path().join("s.har");
+    let o = run(&[
+        "dataset",
+        "export",
+        sample("everything-http").to_str().unwrap(),
+        "--format",
+        "har",
+        "-o",
+        har.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let check = |path: &Path| {
+        Command::new(python())
+            .arg(root().join("tests/python/har_check.py"))
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let ok = check(&har);
+    assert!(ok.status.success(), "{}", stdout(&ok));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&har).unwrap()).unwrap();
+    let n = v["log"]["entries"].as_array().unwrap().len();
+    assert_eq!(stdout(&ok).trim(), format!("ok: {n} entries"));
+    // The checker is not a rubber stamp: a HAR without a response status fails it.
+    let mut broken = v.clone();
+    broken["log"]["entries"][0]["response"]
+        .as_object_mut()
+        .unwrap()
+        .remove("status");
+    let bad = dir.path().join("bad.har");
+    std::fs::write(&bad, broken.to_string()).unwrap();
+    let o = check(&bad);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("missing 'status'"), "{}", stdout(&o));
+}

@@ -2,6 +2,7 @@
 
 mod dataset;
 mod docs;
+mod duckdb;
 mod frame_cli;
 mod http;
 mod load;

@@ -42,7 +42,14 @@ impl Builder {
         payload: &str,
         http: HttpMeta,
     ) {
-        let mut f = Frame::new("http-golden", self.frames.len() as u64, dir, transport, kind, payload.to_string());
+        let mut f = Frame::new(
+            "http-golden",
+            self.frames.len() as u64,
+            dir,
+            transport,
+            kind,
+            payload.to_string(),
+        );
         f.stream_id = stream;
         f.ts_ns = T0 + at_ms * MS;
         f.t_ns = (at_ms * MS) as u64;
@@ -98,38 +105,158 @@ fn golden_frames() -> Vec<Frame> {
     b.push(0, 12, S2c, Http, Response, "initialize", Some("1"), Some(12),
         r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"g","version":"1"}}}"#,
         resp(200, Some("application/json"), None));
-    b.push(1, 20, C2s, Http, Notification, "notifications/initialized", None, None,
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, req("POST", &[("mcp-session-id", "sha256:0123456789abcdef")]));
-    b.push(1, 21, S2c, Http, Lifecycle, "mcptape/http-response", None, None, r#"{"status":202}"#, resp(202, None, None));
+    b.push(
+        1,
+        20,
+        C2s,
+        Http,
+        Notification,
+        "notifications/initialized",
+        None,
+        None,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        req("POST", &[("mcp-session-id", "sha256:0123456789abcdef")]),
+    );
+    b.push(
+        1,
+        21,
+        S2c,
+        Http,
+        Lifecycle,
+        "mcptape/http-response",
+        None,
+        None,
+        r#"{"status":202}"#,
+        resp(202, None, None),
+    );
     b.push(2, 30, C2s, Http, Request, "tools/call", Some("2"), None,
         r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"slow","arguments":{"n":2},"_meta":{"progressToken":7}}}"#,
         req("POST", &[]));
-    b.push(2, 31, S2c, Sse, Lifecycle, "mcptape/sse-empty", None, None, r#"{"event":"message"}"#,
-        resp(200, Some("text/event-stream"), Some("e0")));
-    b.push(2, 80, S2c, Sse, Notification, "notifications/progress", None, None,
+    b.push(
+        2,
+        31,
+        S2c,
+        Sse,
+        Lifecycle,
+        "mcptape/sse-empty",
+        None,
+        None,
+        r#"{"event":"message"}"#,
+        resp(200, Some("text/event-stream"), Some("e0")),
+    );
+    b.push(
+        2,
+        80,
+        S2c,
+        Sse,
+        Notification,
+        "notifications/progress",
+        None,
+        None,
         r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":7,"progress":1,"total":2}}"#,
-        resp(200, Some("text/event-stream"), Some("e1")));
-    b.push(2, 130, S2c, Sse, Response, "tools/call", Some("2"), Some(100),
+        resp(200, Some("text/event-stream"), Some("e1")),
+    );
+    b.push(
+        2,
+        130,
+        S2c,
+        Sse,
+        Response,
+        "tools/call",
+        Some("2"),
+        Some(100),
         r#"{"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"text","text":"done"}]}}"#,
-        resp(200, Some("text/event-stream"), Some("e2")));
-    b.push(3, 140, C2s, Http, Request, "tools/call", Some("3"), None,
+        resp(200, Some("text/event-stream"), Some("e2")),
+    );
+    b.push(
+        3,
+        140,
+        C2s,
+        Http,
+        Request,
+        "tools/call",
+        Some("3"),
+        None,
         r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"nope","arguments":{}}}"#,
-        req("POST", &[]));
-    b.push(3, 143, S2c, Http, Error, "tools/call", Some("3"), Some(3),
+        req("POST", &[]),
+    );
+    b.push(
+        3,
+        143,
+        S2c,
+        Http,
+        Error,
+        "tools/call",
+        Some("3"),
+        Some(3),
         r#"{"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"Unknown tool: nope"}}"#,
-        resp(200, Some("application/json"), None));
+        resp(200, Some("application/json"), None),
+    );
     let mut get = req("GET", &[("accept", "text/event-stream")]);
     get.path = Some("/mcp?stream=1".into());
     get.content_type = None;
-    b.push(4, 150, C2s, Http, Lifecycle, "mcptape/http-request", None, None, r#"{"method":"GET","path":"/mcp?stream=1"}"#, get);
-    b.push(4, 151, S2c, Http, Lifecycle, "mcptape/http-response", None, None, r#"{"status":200}"#,
-        resp(200, Some("text/event-stream"), None));
-    b.push(4, 400, S2c, Sse, Lifecycle, "mcptape/eof", None, None, r#"{"events":0,"end":"end","discarded_bytes":0}"#,
-        resp(200, Some("text/event-stream"), None));
+    b.push(
+        4,
+        150,
+        C2s,
+        Http,
+        Lifecycle,
+        "mcptape/http-request",
+        None,
+        None,
+        r#"{"method":"GET","path":"/mcp?stream=1"}"#,
+        get,
+    );
+    b.push(
+        4,
+        151,
+        S2c,
+        Http,
+        Lifecycle,
+        "mcptape/http-response",
+        None,
+        None,
+        r#"{"status":200}"#,
+        resp(200, Some("text/event-stream"), None),
+    );
+    b.push(
+        4,
+        400,
+        S2c,
+        Sse,
+        Lifecycle,
+        "mcptape/eof",
+        None,
+        None,
+        r#"{"events":0,"end":"end","discarded_bytes":0}"#,
+        resp(200, Some("text/event-stream"), None),
+    );
     let mut del = req("DELETE", &[]);
     del.content_type = None;
-    b.push(5, 410, C2s, Http, Lifecycle, "mcptape/http-request", None, None, r#"{"method":"DELETE","path":"/mcp"}"#, del);
-    b.push(5, 412, S2c, Http, Lifecycle, "mcptape/http-response", None, None, r#"{"status":200}"#, resp(200, None, None));
+    b.push(
+        5,
+        410,
+        C2s,
+        Http,
+        Lifecycle,
+        "mcptape/http-request",
+        None,
+        None,
+        r#"{"method":"DELETE","path":"/mcp"}"#,
+        del,
+    );
+    b.push(
+        5,
+        412,
+        S2c,
+        Http,
+        Lifecycle,
+        "mcptape/http-response",
+        None,
+        None,
+        r#"{"status":200}"#,
+        resp(200, None, None),
+    );
     b.frames
 }
 
@@ -207,7 +334,12 @@ fn har_export_matches_the_golden_file_and_has_every_required_field() {
     let entries = v["log"]["entries"].as_array().unwrap();
     let sse = &entries[2]["response"]["content"];
     assert_eq!(sse["mimeType"], "text/event-stream");
-    assert!(sse["text"].as_str().unwrap().starts_with("id: e0\ndata: \n\nid: e1\ndata: {"));
+    assert!(
+        sse["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("id: e0\ndata: \n\nid: e1\ndata: {")
+    );
     assert_eq!(entries[1]["response"]["status"], 202);
     assert_eq!(entries[4]["request"]["method"], "GET");
     assert_eq!(entries[4]["request"]["queryString"][0]["name"], "stream");
@@ -235,7 +367,10 @@ fn har_export_of_a_stdio_capture_is_a_clear_error() {
         output: dir.path().join("x.har"),
     });
     let e = format!("{:#}", r.unwrap_err());
-    assert!(e.contains("s.parquet") && e.contains("stdio capture has no HTTP exchanges"), "{e}");
+    assert!(
+        e.contains("s.parquet") && e.contains("stdio capture has no HTTP exchanges"),
+        "{e}"
+    );
     assert!(!dir.path().join("x.har").exists());
 }
 
@@ -255,14 +390,25 @@ fn filter_keeps_answers_with_their_method_and_notes_itself() {
     });
     r.unwrap();
     assert_eq!(text, format!("kept 2 frame(s) in 1 session(s) -> {}\n", out.display()));
-    let kept = Scan::new(&[out.clone()]).unwrap().frames().unwrap();
+    let kept = Scan::new(std::slice::from_ref(&out)).unwrap().frames().unwrap();
     assert_eq!(
-        kept.iter().map(|f| (f.kind, f.rpc_id.clone(), f.seq)).collect::<Vec<_>>(),
-        [(Kind::Request, Some("2".into()), 0), (Kind::Response, Some("2".into()), 1)]
+        kept.iter()
+            .map(|f| (f.kind, f.rpc_id.clone(), f.seq))
+            .collect::<Vec<_>>(),
+        [
+            (Kind::Request, Some("2".into()), 0),
+            (Kind::Response, Some("2".into()), 1)
+        ]
     );
     let seg = mcptape_datasets::segment::Segment::open(&out).unwrap();
     assert_eq!(seg.meta.target, "http://127.0.0.1:8080/mcp");
-    assert!(seg.meta.note.contains("--method tools/call --since +25ms --until +140ms"), "{}", seg.meta.note);
+    assert!(
+        seg.meta
+            .note
+            .contains("--method tools/call --since +25ms --until +140ms"),
+        "{}",
+        seg.meta.note
+    );
     // The output may not overwrite an input.
     let (r, _) = run(DatasetCommand::Filter {
         paths: vec![cap.clone()],
@@ -297,7 +443,14 @@ fn arb_frames() -> impl Strategy<Value = Vec<Frame>> {
                 t += dt;
                 let dir = if c2s { Direction::C2s } else { Direction::S2c };
                 let kind = if c2s { Kind::Request } else { Kind::Response };
-                let mut f = Frame::new(format!("s{s}"), seqs[s], dir, Transport::Stdio, kind, format!("{{\"n\":{t}}}"));
+                let mut f = Frame::new(
+                    format!("s{s}"),
+                    seqs[s],
+                    dir,
+                    Transport::Stdio,
+                    kind,
+                    format!("{{\"n\":{t}}}"),
+                );
                 seqs[s] += 1;
                 f.ts_ns = T0 + t * MS;
                 f.method = Some(methods[m].into());

@@ -37,7 +37,9 @@ fn parse(text: &str) -> Result<Vec<Step>, String> {
     let mut lines = text.lines().enumerate().peekable();
     while let Some((i, line)) = lines.next() {
         let trimmed = line.trim_start();
-        let Some(info) = trimmed.strip_prefix("```") else { continue };
+        let Some(info) = trimmed.strip_prefix("```") else {
+            continue;
+        };
         let fence = format!("```{}", info.chars().take_while(|c| *c == '`').collect::<String>());
         let info = info.trim_start_matches('`').trim();
         let runnable = info == "console";
@@ -314,7 +316,11 @@ fn the_runner_parses_commands_outputs_exits_and_background() {
     assert_eq!(steps[3].command, "printf 'a\\\nb'");
     assert!(parse("```sh\n$ x\n```\n").unwrap_err().contains("no ```console block"));
     assert!(parse("```Console\n$ x\n```\n").unwrap_err().contains("not `console`"));
-    assert!(parse("```console\n$ x &\noops\n```\n").unwrap_err().contains("background"));
+    assert!(
+        parse("```console\n$ x &\noops\n```\n")
+            .unwrap_err()
+            .contains("background")
+    );
 }
 
 #[test]

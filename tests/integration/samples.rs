@@ -47,13 +47,7 @@ fn replay(name: &str, extra: &[&str]) -> Output {
 }
 
 fn assert_pass(o: &Output, what: &str) {
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{what}:\n{}\n{}",
-        stdout(o),
-        stderr(o)
-    );
+    assert_eq!(o.status.code(), Some(0), "{what}:\n{}\n{}", stdout(o), stderr(o));
     assert!(stdout(o).contains("replay PASS"), "{what}: {}", stdout(o));
 }
 
@@ -72,7 +66,15 @@ fn every_sample_verifies_and_is_small() {
 #[test]
 fn samples_hold_no_secrets_nor_local_paths() {
     for name in SAMPLES {
-        let o = run(&["dataset", "export", sample(name).to_str().unwrap(), "--format", "jsonl", "-o", "-"]);
+        let o = run(&[
+            "dataset",
+            "export",
+            sample(name).to_str().unwrap(),
+            "--format",
+            "jsonl",
+            "-o",
+            "-",
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
         let text = stdout(&o);
         for needle in ["Bearer ", "/home/", "/root/", "/work/", "/tmp/"] {
@@ -152,7 +154,14 @@ fn time_samples_replay_against_the_real_server_in_their_era() {
     let py = python();
     for name in ["time-2025", "time-2026"] {
         let mut args: Vec<&str> = TIME_IGNORES.to_vec();
-        args.extend(["--", py.to_str().unwrap(), "-m", "mcp_server_time", "--local-timezone", "UTC"]);
+        args.extend([
+            "--",
+            py.to_str().unwrap(),
+            "-m",
+            "mcp_server_time",
+            "--local-timezone",
+            "UTC",
+        ]);
         assert_pass(&replay(name, &args), name);
     }
 }

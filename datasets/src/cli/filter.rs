@@ -38,7 +38,8 @@ pub enum TimeBound {
 /// Parses `2026-11-22T07:55:17Z` (RFC 3339) or `+2s` / `+1m30s` / `+250ms` (an offset from the capture start).
 pub fn parse_time_bound(s: &str) -> Result<TimeBound, String> {
     if let Some(rest) = s.strip_prefix('+') {
-        let d = humantime::parse_duration(rest).map_err(|e| format!("{s:?} is not an offset like +2s or +1m30s: {e}"))?;
+        let d =
+            humantime::parse_duration(rest).map_err(|e| format!("{s:?} is not an offset like +2s or +1m30s: {e}"))?;
         let ns = i64::try_from(d.as_nanos()).map_err(|_| format!("{s:?}: offset too large"))?;
         return Ok(TimeBound::After(ns));
     }
@@ -51,7 +52,9 @@ pub fn parse_time_bound(s: &str) -> Result<TimeBound, String> {
 fn first_ts(scan: &Scan) -> crate::Result<Option<i64>> {
     let mut first: Option<i64> = None;
     scan.clone().with_columns(&[col::TS]).for_each_batch(|path, _, batch| {
-        let ts = Columns::new(&batch).ts(col::TS).map_err(|e| crate::Error::damaged(path, e))?;
+        let ts = Columns::new(&batch)
+            .ts(col::TS)
+            .map_err(|e| crate::Error::damaged(path, e))?;
         for t in ts.into_iter().flatten() {
             first = Some(first.map_or(t, |f| f.min(t)));
         }
@@ -60,7 +63,12 @@ fn first_ts(scan: &Scan) -> crate::Result<Option<i64>> {
     Ok(first)
 }
 
-pub(super) fn run(paths: &[PathBuf], req: &FilterRequest, output: &Path, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+pub(super) fn run(
+    paths: &[PathBuf],
+    req: &FilterRequest,
+    output: &Path,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
     let direction = match req.direction.as_deref() {
         None => None,
         Some(d) => Some(Direction::parse(d).ok_or_else(|| anyhow::anyhow!("--direction {d:?}: expected c2s or s2c"))?),
@@ -80,7 +88,10 @@ pub(super) fn run(paths: &[PathBuf], req: &FilterRequest, output: &Path, out: &m
     let scan = Scan::new(paths)?;
     let metas = scan.metas()?;
     if scan.files().iter().any(|f| same_file(f, output)) {
-        anyhow::bail!("{}: the output is one of the inputs; write to a new file", output.display());
+        anyhow::bail!(
+            "{}: the output is one of the inputs; write to a new file",
+            output.display()
+        );
     }
     let start = if matches!(since, Some(TimeBound::After(_))) || matches!(until, Some(TimeBound::After(_))) {
         first_ts(&scan)?
@@ -117,7 +128,11 @@ pub(super) fn run(paths: &[PathBuf], req: &FilterRequest, output: &Path, out: &m
         "filtered from {} file(s) with `dataset filter{what}`; seq renumbered per session",
         metas.len()
     );
-    meta.note = if meta.note.is_empty() { note } else { format!("{}; {note}", meta.note) };
+    meta.note = if meta.note.is_empty() {
+        note
+    } else {
+        format!("{}; {note}", meta.note)
+    };
     let batches: Vec<_> = frames.chunks(8192).map(schema::to_batch).collect();
     let rows = write_segment(output, &meta, &batches)?;
     writeln!(

@@ -79,7 +79,9 @@ fn origin(target: &str) -> String {
 }
 
 fn query_string(path: &str) -> Vec<Value> {
-    let Some((_, q)) = path.split_once('?') else { return Vec::new() };
+    let Some((_, q)) = path.split_once('?') else {
+        return Vec::new();
+    };
     q.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -120,7 +122,10 @@ fn lifecycle(f: &Frame, name: &str) -> bool {
 
 /// One exchange's HAR entry; `None` when it holds no request (a stream whose request was not recorded).
 fn entry(frames: &[&(String, Frame)]) -> Option<Value> {
-    let (target, first) = frames.iter().find(|(_, f)| f.direction == Direction::C2s).map(|(t, f)| (t, f))?;
+    let (target, first) = frames
+        .iter()
+        .find(|(_, f)| f.direction == Direction::C2s)
+        .map(|(t, f)| (t, f))?;
     let req_http = first.http.clone().unwrap_or_default();
     let path = req_http.path.clone().unwrap_or_else(|| "/".into());
     let request_body = frames
@@ -155,14 +160,21 @@ fn entry(frames: &[&(String, Frame)]) -> Option<Value> {
         .filter(|f| f.direction == Direction::S2c)
         .collect();
     let resp_http = answers.iter().find_map(|f| f.http.clone()).unwrap_or_default();
-    let status = answers.iter().find_map(|f| f.http.as_ref().and_then(|h| h.status)).unwrap_or(0);
+    let status = answers
+        .iter()
+        .find_map(|f| f.http.as_ref().and_then(|h| h.status))
+        .unwrap_or(0);
     let sse = answers.iter().any(|f| f.transport == Transport::Sse)
-        || resp_http.content_type.as_deref().is_some_and(|c| c.starts_with("text/event-stream"));
+        || resp_http
+            .content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("text/event-stream"));
     let mut text = String::new();
     for f in &answers {
         let payload = String::from_utf8_lossy(&f.payload);
         if sse {
-            if lifecycle(f, "mcptape/eof") || lifecycle(f, "mcptape/http-response") || lifecycle(f, "mcptape/oversize") {
+            if lifecycle(f, "mcptape/eof") || lifecycle(f, "mcptape/http-response") || lifecycle(f, "mcptape/oversize")
+            {
                 continue;
             }
             if let Some(id) = f.http.as_ref().and_then(|h| h.sse_event_id.as_deref()) {
@@ -248,9 +260,9 @@ pub(super) fn export(paths: &[PathBuf], output: &Path, out: &mut dyn Write) -> a
     if output == Path::new("-") {
         out.write_all(text.as_bytes())?;
     } else {
-        let mut file =
-            crate::fsx::create_private_file_truncate(output).map_err(|e| crate::Error::io(output, e))?;
-        file.write_all(text.as_bytes()).map_err(|e| crate::Error::io(output, e))?;
+        let mut file = crate::fsx::create_private_file_truncate(output).map_err(|e| crate::Error::io(output, e))?;
+        file.write_all(text.as_bytes())
+            .map_err(|e| crate::Error::io(output, e))?;
         writeln!(out, "exported {n} HTTP exchange(s) to {}", output.display())?;
     }
     Ok(ExitCode::SUCCESS)

@@ -43,7 +43,8 @@ fn parse(text: &str) -> Result<Vec<Step>, String> {
         let fence = format!("```{}", info.chars().take_while(|c| *c == '`').collect::<String>());
         let info = info.trim_start_matches('`').trim();
         let runnable = info == "console";
-        if !runnable && info.to_ascii_lowercase().contains("console") {
+        let word = info.split([' ', ',', '{']).next().unwrap_or("").to_ascii_lowercase();
+        if !runnable && (info.to_ascii_lowercase().contains("console") || edit_distance(&word, "console") <= 2) {
             return Err(format!(
                 "line {}: info string {info:?} is not `console`: the block would not run",
                 i + 1
@@ -129,6 +130,22 @@ fn parse(text: &str) -> Result<Vec<Step>, String> {
         return Err("```console blocks hold no `$ ` command".into());
     }
     Ok(steps)
+}
+
+/// Levenshtein distance, to catch `consle`, `consoel` and friends.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 struct Background(Vec<Child>);
@@ -316,6 +333,8 @@ fn the_runner_parses_commands_outputs_exits_and_background() {
     assert_eq!(steps[3].command, "printf 'a\\\nb'");
     assert!(parse("```sh\n$ x\n```\n").unwrap_err().contains("no ```console block"));
     assert!(parse("```Console\n$ x\n```\n").unwrap_err().contains("not `console`"));
+    assert!(parse("```consoel\n$ x\n```\n").unwrap_err().contains("not `console`"));
+    assert!(parse("```console\n$ x\n```\n```json\n{}\n```\n").is_ok());
     assert!(
         parse("```console\n$ x &\noops\n```\n")
             .unwrap_err()

@@ -377,7 +377,8 @@ impl Run<'_> {
                     };
                     let recorded_hash = self.script.mcp_session.as_deref().filter(|h| h.starts_with("sha256:"));
                     crate::compare::mask_session(&mut r, None, recorded_hash);
-                    crate::compare::mask_session(&mut l, self.live_session.as_deref(), None);
+                    // A mock made from this capture (`mcptape serve`) echoes the recorded id: mask it on both sides.
+                    crate::compare::mask_session(&mut l, self.live_session.as_deref(), recorded_hash);
                     let d = diff(&r, &l, &self.opts.ignore, self.opts.diff_limit);
                     if d.is_empty() {
                         c.matched += 1;

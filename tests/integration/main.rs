@@ -2,6 +2,8 @@
 
 mod dataset;
 mod demo;
+mod docs;
+mod duckdb;
 mod frame_cli;
 mod http;
 mod load;
@@ -10,4 +12,5 @@ mod pyarrow;
 mod record;
 mod replay;
 mod report;
+mod samples;
 mod util;

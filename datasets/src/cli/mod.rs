@@ -9,11 +9,18 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 
+mod filter;
+mod har;
 mod inspect;
 mod jsonl;
 mod recover;
 mod show;
+mod stats;
 mod verify;
+
+pub use filter::{TimeBound, parse_time_bound};
+pub use har::har;
+pub use stats::{Stats, StatsFormat, compute as compute_stats};
 
 pub use jsonl::{JsonFrame, frame_to_json, json_to_frame};
 
@@ -77,6 +84,8 @@ pub enum SummaryFormat {
 pub enum ExportFormat {
     /// One JSON object per frame, one per line.
     Jsonl,
+    /// HAR 1.2 (HTTP captures only): one entry per HTTP exchange, headers as stored (redacted).
+    Har,
 }
 
 /// The dataset subcommands.
@@ -112,6 +121,39 @@ pub enum DatasetCommand {
         /// Capture files or folders.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+    },
+    /// Write the frames that match into a new capture (seq renumbered per session, metadata kept).
+    Filter {
+        /// Capture files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Keep these sessions (repeatable).
+        #[arg(long = "session", value_name = "ID")]
+        sessions: Vec<String>,
+        /// Keep this method (repeatable); answers carry their request's method, so they are kept with it.
+        #[arg(long = "method", value_name = "M")]
+        methods: Vec<String>,
+        /// Keep one direction: c2s or s2c.
+        #[arg(long, value_name = "c2s|s2c")]
+        direction: Option<String>,
+        /// Keep frames captured at or after T: RFC 3339, or an offset from the first frame such as +2s.
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        /// Keep frames captured before T: RFC 3339, or an offset from the first frame such as +1m30s.
+        #[arg(long, value_name = "T")]
+        until: Option<String>,
+        /// Output Parquet file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Per method: counts by kind, payload size p50/p99/max, latency p50/p90/p99/max.
+    Stats {
+        /// Capture files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: StatsFormat,
     },
     /// Write frames in another format.
     Export {
@@ -166,6 +208,32 @@ pub fn run_to(args: DatasetArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode
             format: ExportFormat::Jsonl,
             output,
         } => jsonl::export(&paths, &output, out),
+        DatasetCommand::Export {
+            paths,
+            format: ExportFormat::Har,
+            output,
+        } => har::export(&paths, &output, out),
+        DatasetCommand::Filter {
+            paths,
+            sessions,
+            methods,
+            direction,
+            since,
+            until,
+            output,
+        } => filter::run(
+            &paths,
+            &filter::FilterRequest {
+                sessions,
+                methods,
+                direction,
+                since,
+                until,
+            },
+            &output,
+            out,
+        ),
+        DatasetCommand::Stats { paths, format } => stats::run(&paths, format, out),
         DatasetCommand::Import {
             input,
             c2s,

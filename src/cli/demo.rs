@@ -355,22 +355,27 @@ fn run_blocking(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let verdict = if verdict == 0 {
         format!("no regression from {c1} to {c2} users at the default budgets")
     } else {
-        format!("{c2} users regress against {c1} at the default budgets (as more users on 2 cores should)")
+        format!("{c2} users regress against {c1} at the default budgets (more users on one server usually cost latency)")
     };
-    println!(
-        "\nDone in {:.0} s. In {}:\n\
-         \x20 captures/stdio/, captures/http/  the recorded sessions (Parquet; `mcptape dataset show captures/http`)\n\
-         \x20 replay.json, logs/replay.md        the replay: every answer matched\n\
-         \x20 {base:<32} {}\n\
-         \x20 {cand:<32} {}\n\
-         \x20 compare.md                       {verdict}\n\
-         \x20 report.html                      open it in a browser: latency spectrum, latency and throughput over time\n\
-         \x20 logs/                            what each command printed",
-        started.elapsed().as_secs_f64(),
-        out.display(),
-        summary_of(&base),
-        summary_of(&cand),
-    );
+    let rows = [
+        (
+            "captures/stdio/, captures/http/".to_string(),
+            "the recorded sessions (Parquet: `mcptape dataset show captures/http`)".to_string(),
+        ),
+        ("replay.json, logs/replay.md".into(), "the replay: every answer matched".into()),
+        (base.clone(), summary_of(&base)),
+        (cand.clone(), summary_of(&cand)),
+        ("compare.md".into(), verdict),
+        (
+            "report.html".into(),
+            "open it in a browser: latency spectrum, latency and throughput over time".into(),
+        ),
+        ("logs/".into(), "what each command printed".into()),
+    ];
+    println!("\nDone in {:.0} s. In {}:", started.elapsed().as_secs_f64(), out.display());
+    for (what, says) in rows {
+        println!("  {what:<33} {says}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

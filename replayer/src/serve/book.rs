@@ -52,7 +52,15 @@ struct Open {
 #[derive(Debug, Default)]
 struct Entry {
     answers: Vec<Recorded>,
-    next: usize,
+}
+
+/// How far one client session has got through the book: which repeat of each request and of each client
+/// notification comes next. Each session starts at the beginning, so a client sees the recording's order whatever
+/// other sessions did before it.
+#[derive(Debug, Default)]
+pub struct Cursors {
+    answers: HashMap<(String, String), usize>,
+    notes: HashMap<String, usize>,
 }
 
 /// How a request was answered.
@@ -198,16 +206,24 @@ impl Book {
         book
     }
 
-    /// What the server sent after this client notification (in recorded order; nothing once they run out).
-    pub fn after_notification(&mut self, method: &str) -> Vec<Out> {
-        self.after_notification
-            .get_mut(method)
-            .and_then(|q| q.pop_front())
-            .unwrap_or_default()
+    /// What the server sent after this client notification (in recorded order for the session of `seen`; nothing
+    /// once they run out).
+    pub fn after_notification(&self, method: &str, seen: &mut Cursors) -> Vec<Out> {
+        let n = seen.notes.entry(method.to_string()).or_default();
+        let outs = self.after_notification.get(method).and_then(|q| q.get(*n)).cloned();
+        *n += 1;
+        outs.unwrap_or_default()
     }
 
-    /// The answer for a request, or `None` (unknown method, or `strict` and unknown params).
-    pub fn answer(&mut self, method: &str, params: Option<&Value>, strict: bool) -> Option<(Recorded, Match)> {
+    /// The answer for a request, or `None` (unknown method, or `strict` and unknown params). Repeats within the
+    /// session of `seen` get the recorded answers in order, then the last one again.
+    pub fn answer(
+        &self,
+        method: &str,
+        params: Option<&Value>,
+        strict: bool,
+        seen: &mut Cursors,
+    ) -> Option<(Recorded, Match)> {
         if BY_METHOD.contains(&method) {
             return self
                 .by_method
@@ -217,9 +233,10 @@ impl Book {
                 .map(|r| (r, Match::Exact));
         }
         let key = (method.to_string(), normalize_params(params));
-        if let Some(e) = self.exact.get_mut(&key) {
-            let i = e.next.min(e.answers.len().saturating_sub(1));
-            e.next += 1;
+        if let Some(e) = self.exact.get(&key) {
+            let next = seen.answers.entry(key).or_default();
+            let i = (*next).min(e.answers.len().saturating_sub(1));
+            *next += 1;
             return e.answers.get(i).cloned().map(|r| (r, Match::Exact));
         }
         if strict {
@@ -278,25 +295,29 @@ mod tests {
                 json!({"id":2,"result":{"n":"second"}}),
             ),
         ];
-        let mut book = Book::from_frames(&frames);
+        let book = Book::from_frames(&frames);
         assert_eq!(book.len, 2);
         let params = json!({"arguments":{"x":1},"name":"n","_meta":{"progressToken":"other"}});
-        let (a, m) = book.answer("tools/call", Some(&params), true).unwrap();
+        let seen = &mut Cursors::default();
+        let (a, m) = book.answer("tools/call", Some(&params), true, seen).unwrap();
         assert_eq!(m, Match::Exact);
         assert_eq!(a.before.len(), 1);
         assert!(String::from_utf8_lossy(&a.answer).contains("first"));
-        let (b, _) = book.answer("tools/call", Some(&params), true).unwrap();
+        let (b, _) = book.answer("tools/call", Some(&params), true, seen).unwrap();
         assert!(String::from_utf8_lossy(&b.answer).contains("second"));
-        let (c, _) = book.answer("tools/call", Some(&params), true).unwrap();
+        let (c, _) = book.answer("tools/call", Some(&params), true, seen).unwrap();
         assert!(
             String::from_utf8_lossy(&c.answer).contains("second"),
             "the last one again"
         );
         let other = json!({"name":"n","arguments":{"x":2}});
-        assert!(book.answer("tools/call", Some(&other), true).is_none());
-        let (n, m) = book.answer("tools/call", Some(&other), false).unwrap();
+        assert!(book.answer("tools/call", Some(&other), true, seen).is_none());
+        let (n, m) = book.answer("tools/call", Some(&other), false, seen).unwrap();
         assert_eq!(m, Match::Nearest);
         assert!(String::from_utf8_lossy(&n.answer).contains("first"));
-        assert!(book.answer("resources/read", None, false).is_none());
+        assert!(book.answer("resources/read", None, false, seen).is_none());
+        // Another session starts from the first answer again.
+        let (d, _) = book.answer("tools/call", Some(&params), true, &mut Cursors::default()).unwrap();
+        assert!(String::from_utf8_lossy(&d.answer).contains("first"));
     }
 }

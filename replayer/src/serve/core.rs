@@ -11,7 +11,11 @@ use mcptape_datasets::wire::envelope::classify;
 use serde_json::Value;
 
 use crate::engine::with_id;
-use crate::serve::book::{Book, Match, Out};
+use crate::serve::book::{Book, Cursors, Match, Out};
+
+/// Sessions whose place in the book is kept; beyond this the oldest-looking one is forgotten (a client that never
+/// ends its sessions cannot grow memory without bound).
+const MAX_SCOPES: usize = 65_536;
 
 /// Longest wait for the client's answer to a recorded server request.
 pub const CLIENT_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -69,7 +73,9 @@ pub struct Stats {
 /// The serving state shared by every connection.
 #[derive(Debug)]
 pub struct Server {
-    book: Mutex<Book>,
+    book: Book,
+    /// Per scope (connection or HTTP session): how far it has got through the book.
+    cursors: Mutex<HashMap<String, Cursors>>,
     faults: Faults,
     strict: bool,
     rng: Mutex<u64>,
@@ -82,7 +88,8 @@ impl Server {
     /// A server over `book`.
     pub fn new(book: Book, faults: Faults, strict: bool, seed: u64) -> Server {
         Server {
-            book: Mutex::new(book),
+            book,
+            cursors: Mutex::new(HashMap::new()),
             faults,
             strict,
             rng: Mutex::new(seed.max(1)),
@@ -106,6 +113,21 @@ impl Server {
         (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    fn with_cursors<T>(&self, scope: &str, f: impl FnOnce(&mut Cursors) -> T) -> T {
+        let mut all = self.cursors.lock().unwrap_or_else(|e| e.into_inner());
+        if !all.contains_key(scope) && all.len() >= MAX_SCOPES {
+            if let Some(k) = all.keys().next().cloned() {
+                all.remove(&k);
+            }
+        }
+        f(all.entry(scope.to_string()).or_default())
+    }
+
+    /// Forgets a scope's place in the book (its session ended).
+    pub fn end_scope(&self, scope: &str) {
+        self.cursors.lock().unwrap_or_else(|e| e.into_inner()).remove(scope);
+    }
+
     /// The reply to a message from the client in `scope` (a connection or HTTP session), or `None` when there is
     /// nothing to send. A client answer to a server request wakes whoever waits for it.
     pub fn handle(&self, scope: &str, msg: &[u8]) -> Option<Reply> {
@@ -113,11 +135,8 @@ impl Server {
         match env.kind {
             Kind::Request => {}
             Kind::Notification => {
-                let before = self
-                    .book
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .after_notification(env.method.as_deref()?);
+                let method = env.method.as_deref()?;
+                let before = self.with_cursors(scope, |c| self.book.after_notification(method, c));
                 return (!before.is_empty()).then_some(Reply {
                     before,
                     answer: None,
@@ -138,11 +157,7 @@ impl Server {
         let params = serde_json::from_slice::<Value>(msg)
             .ok()
             .and_then(|v| v.get("params").cloned());
-        let found = self
-            .book
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .answer(&method, params.as_ref(), self.strict);
+        let found = self.with_cursors(scope, |c| self.book.answer(&method, params.as_ref(), self.strict, c));
         let delay = self.delay();
         let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         if self.faults.error_rate > 0.0 && self.random() < self.faults.error_rate {

@@ -104,6 +104,7 @@ impl Http {
             Method::DELETE => {
                 if let Some(s) = session {
                     this.lock().remove(&s);
+                    this.server.end_scope(&s);
                 }
                 full(StatusCode::OK, None, Bytes::new())
             }

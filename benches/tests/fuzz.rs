@@ -13,7 +13,11 @@ fn cases(default: u32) -> u32 {
 
 fn check(name: &str, default: u32) {
     let t = fuzz::target(name).unwrap_or_else(|| panic!("no target {name}"));
-    let o = fuzz::run_cases(t, cases(default), 1);
+    let seed = std::env::var("MCPTAPE_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let o = fuzz::run_cases(t, cases(default), seed);
     assert_eq!(o.cases, u64::from(cases(default)));
     if let Some(f) = o.failure {
         panic!("fuzz target {name} failed: {f}");
@@ -69,4 +73,18 @@ fn a_segment_whose_page_header_declares_a_huge_list_errors_instead_of_spinning()
     // The scan layer names the file.
     let err = mcptape_datasets::Scan::new(&[path]).and_then(|s| s.frames()).unwrap_err();
     assert!(err.to_string().contains("fuzz-slow-segment.parquet"), "{err}");
+}
+
+/// Found by the `parquet` target (seed 1795345514851346062): one flipped bit in the footer makes a column chunk's
+/// offset negative, and the Parquet crate asserts on it. `Segment::open` now checks every chunk's byte range.
+#[test]
+fn a_segment_with_a_negative_column_offset_is_refused_not_a_panic() {
+    let mut bytes = fuzz::valid_segment().clone();
+    let at = (262_182_317_980_312_360usize) % bytes.len();
+    bytes[at] ^= 31;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flipped.parquet");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = fuzz::read_segment(&path).expect_err("a damaged footer reads as an error");
+    assert!(err.contains("outside the file"), "{err}");
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `mcptape` binary: one test binary, a module per topic.
 
 mod dataset;
+mod faults;
 mod frame_cli;
 mod http;
 mod load;

@@ -9,4 +9,5 @@ mod peers;
 mod pyarrow;
 mod record;
 mod replay;
+mod security;
 mod util;

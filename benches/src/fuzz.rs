@@ -140,7 +140,8 @@ fn report<T: std::fmt::Debug>(r: Result<(), proptest::test_runner::TestError<T>>
         let s = e.to_string();
         // A shrunk input of a binary target can still be long: keep the report readable.
         if s.len() > 4_000 {
-            format!("{}… ({} chars)", &s[..s.floor_char_boundary(4_000)], s.len())
+            let cut = (0..=4_000).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+            format!("{}… ({} chars)", &s[..cut], s.len())
         } else {
             s
         }
@@ -223,7 +224,9 @@ fn message() -> impl Strategy<Value = Vec<u8>> {
         }),
         // JSON-looking text from a small alphabet reaches deeper into the scanner than random bytes.
         prop::collection::vec(
-            prop::sample::select(b"{}[]\":,0123456789-+.eE \\ntrufalsjonrpcidmethodparamsresulterrorcode_meta".to_vec()),
+            prop::sample::select(
+                b"{}[]\":,0123456789-+.eE \\ntrufalsjonrpcidmethodparamsresulterrorcode_meta".to_vec()
+            ),
             0..200
         ),
     ]
@@ -260,8 +263,7 @@ fn envelope(runner: &mut TestRunner) -> Result<(), String> {
         prop_assert_eq!(&env.rpc_id, &env2.rpc_id);
         if env.kind != Kind::Invalid {
             prop_assert!(
-                serde_json::from_slice::<serde_json::Value>(&payload).is_ok()
-                    || std::str::from_utf8(&payload).is_err(),
+                serde_json::from_slice::<serde_json::Value>(&payload).is_ok() || std::str::from_utf8(&payload).is_err(),
                 "classified as {:?} but serde_json rejects it",
                 env.kind
             );
@@ -287,11 +289,7 @@ fn ndjson(runner: &mut TestRunner) -> Result<(), String> {
         prop::collection::vec(prop::sample::select(b"ab\n\r{}".to_vec()), 0..400),
         prop::collection::vec(any::<u8>(), 0..400),
     ];
-    let input = (
-        stream,
-        prop::collection::vec(any::<usize>(), 0..12),
-        1usize..64,
-    );
+    let input = (stream, prop::collection::vec(any::<usize>(), 0..12), 1usize..64);
     report(runner.run(&input, |(data, raw_cuts, max_line)| {
         let bytes = Bytes::from(data.clone());
         let mut framer = NdjsonFramer::new(max_line);
@@ -320,7 +318,11 @@ fn ndjson(runner: &mut TestRunner) -> Result<(), String> {
         for &end in c.iter().chain(std::iter::once(&bytes.len())) {
             framer.push(&bytes.slice(at..end), |p| push(p, &mut out, false));
             at = end;
-            prop_assert!(framer.buffered() <= max_line.max(1) * 2, "framer buffers {}", framer.buffered());
+            prop_assert!(
+                framer.buffered() <= max_line.max(1) * 2,
+                "framer buffers {}",
+                framer.buffered()
+            );
         }
         framer.finish(|p| push(p, &mut out, true));
         prop_assert!(!line_open, "an oversize line was never closed");
@@ -375,9 +377,16 @@ fn sse(runner: &mut TestRunner) -> Result<(), String> {
         let bytewise: Vec<usize> = (0..=data.len()).collect();
         let chunked = decode(&data, &cuts(&raw_cuts, data.len()), max_event);
         prop_assert_eq!(&whole, &chunked, "a chunk split changed the events");
-        prop_assert_eq!(&whole, &decode(&data, &bytewise, max_event), "byte-by-byte reads changed the events");
+        prop_assert_eq!(
+            &whole,
+            &decode(&data, &bytewise, max_event),
+            "byte-by-byte reads changed the events"
+        );
         for e in &whole.0 {
-            prop_assert!(e.data.len() <= max_event + 1 || e.truncated, "event data past max_event unflagged");
+            prop_assert!(
+                e.data.len() <= max_event + 1 || e.truncated,
+                "event data past max_event unflagged"
+            );
         }
         Ok(())
     }))
@@ -407,13 +416,17 @@ fn journal(runner: &mut TestRunner) -> Result<(), String> {
     let total: usize = rows.iter().sum();
     let input = prop_oneof![
         (0..valid.len()).prop_map(|at| (at, Vec::new(), true)),
-        prop::collection::vec(mutation(), 1..4).prop_map(|ms| (0, {
-            let mut v = valid.clone();
-            for m in &ms {
-                v = apply(&v, m);
-            }
-            v
-        }, false)),
+        prop::collection::vec(mutation(), 1..4).prop_map(|ms| (
+            0,
+            {
+                let mut v = valid.clone();
+                for m in &ms {
+                    v = apply(&v, m);
+                }
+                v
+            },
+            false
+        )),
         prop::collection::vec(any::<u8>(), 0..600).prop_map(|v| (0, v, false)),
     ];
     report(runner.run(&input, |(cut, mutated, truncation)| {

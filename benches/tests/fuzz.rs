@@ -71,7 +71,9 @@ fn a_segment_whose_page_header_declares_a_huge_list_errors_instead_of_spinning()
     let err = fuzz::read_segment(&path).expect_err("a damaged segment reads as an error");
     assert!(err.contains("past the end of the file"), "{err}");
     // The scan layer names the file.
-    let err = mcptape_datasets::Scan::new(&[path]).and_then(|s| s.frames()).unwrap_err();
+    let err = mcptape_datasets::Scan::new(&[path])
+        .and_then(|s| s.frames())
+        .unwrap_err();
     assert!(err.to_string().contains("fuzz-slow-segment.parquet"), "{err}");
 }
 

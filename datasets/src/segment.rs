@@ -175,12 +175,19 @@ impl Segment {
 
 /// Checks that every column chunk's byte range lies inside the file. The Parquet crate asserts (panics) on a
 /// negative offset, which one flipped bit in the footer produces (found by the `parquet` fuzz target).
-fn check_column_ranges(meta: &parquet::file::metadata::ParquetMetaData, file_len: u64) -> std::result::Result<(), String> {
+fn check_column_ranges(
+    meta: &parquet::file::metadata::ParquetMetaData,
+    file_len: u64,
+) -> std::result::Result<(), String> {
     for (g, rg) in meta.row_groups().iter().enumerate() {
         for (c, col) in rg.columns().iter().enumerate() {
             let start = col.dictionary_page_offset().unwrap_or_else(|| col.data_page_offset());
             let len = col.compressed_size();
-            let inside = start >= 0 && len >= 0 && (start as u64).checked_add(len as u64).is_some_and(|end| end <= file_len);
+            let inside = start >= 0
+                && len >= 0
+                && (start as u64)
+                    .checked_add(len as u64)
+                    .is_some_and(|end| end <= file_len);
             if !inside {
                 return Err(format!(
                     "row group {g}, column {c}: bytes {start}+{len} are outside the file ({file_len} bytes): damaged footer"

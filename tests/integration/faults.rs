@@ -11,7 +11,9 @@ use mcptape_datasets::{Direction, Kind, Scan};
 use crate::util::*;
 
 fn msg(i: usize) -> String {
-    format!("{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"text\":\"message number {i} of a busy session\"}}}}}}\n")
+    format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"text\":\"message number {i} of a busy session\"}}}}}}\n"
+    )
 }
 
 /// Request ids of the recovered c2s and s2c message frames (the echo server repeats each request).
@@ -31,7 +33,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -78,7 +83,12 @@ fn kill_point(root: &Path, point: usize, before: usize, after: usize, delay_ms: 
     let _ = child.wait();
     drop(writer.join());
     let o = run(&["dataset", "recover", out.to_str().unwrap()]);
-    assert!(o.status.success(), "point {point}: recover: {}{}", stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "point {point}: recover: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
     for d in [Direction::C2s, Direction::S2c] {
         let got = ids(&out, d);
         assert!(
@@ -100,13 +110,7 @@ fn sigkill_at_50_seeded_points_of_a_busy_session_loses_nothing_older_than_the_fl
     let dir = tempfile::tempdir().unwrap();
     let mut rng = Lcg(0x5EED_0009);
     let points: Vec<(usize, usize, u64)> = (0..50)
-        .map(|_| {
-            (
-                1 + rng.below(1_500) as usize,
-                rng.below(3_000) as usize,
-                rng.below(40),
-            )
-        })
+        .map(|_| (1 + rng.below(1_500) as usize, rng.below(3_000) as usize, rng.below(40)))
         .collect();
     // Ten at a time: each point spends most of its time idling past the flush interval.
     for (batch_no, batch) in points.chunks(10).enumerate() {
@@ -150,18 +154,27 @@ fn a_file_size_limit_while_recording_keeps_traffic_flowing_and_counts_and_notes_
     writer.join().unwrap().unwrap();
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
-    assert!(o.stdout == input.as_bytes(), "the traffic was not relayed byte for byte");
+    assert!(
+        o.stdout == input.as_bytes(),
+        "the traffic was not relayed byte for byte"
+    );
     assert!(err.contains("capture write failed"), "{err}");
     assert!(err.contains("could not be recorded"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     let dropped: u64 = err
         .lines()
-        .find_map(|l| l.strip_prefix("mcptape: ")?.split(" frame(s) could not be recorded").next()?.parse().ok())
+        .find_map(|l| {
+            l.strip_prefix("mcptape: ")?
+                .split(" frame(s) could not be recorded")
+                .next()?
+                .parse()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("no dropped count in {err}"));
     assert!(dropped > 0);
 
     // What was written is readable, carries the error and the count, and nothing is counted twice.
-    let scan = Scan::new(&[out.clone()]).unwrap();
+    let scan = Scan::new(std::slice::from_ref(&out)).unwrap();
     let metas = scan.metas().unwrap();
     assert!(!metas.is_empty(), "no segment at all");
     let last = &metas.iter().max_by_key(|(p, _, _)| p.clone()).unwrap().1;
@@ -177,7 +190,11 @@ fn a_file_size_limit_while_recording_keeps_traffic_flowing_and_counts_and_notes_
     );
     for f in std::fs::read_dir(&out).unwrap() {
         let p = f.unwrap().path();
-        assert!(!p.to_string_lossy().ends_with(".tmp"), "a half-written segment was left: {}", p.display());
+        assert!(
+            !p.to_string_lossy().ends_with(".tmp"),
+            "a half-written segment was left: {}",
+            p.display()
+        );
     }
 }
 
@@ -195,7 +212,15 @@ fn messages_of_10_and_100_mb_pass_byte_exact_and_are_recorded_in_bounded_parts()
     let hundred = big(100 << 20);
     // --max-frame 16 MiB: the 10 MB message is one frame, the 100 MB one is recorded in parts.
     let mut child = mcptape()
-        .args(["record", "--out", out.to_str().unwrap(), "--max-frame", "16777216", "--", "cat"])
+        .args([
+            "record",
+            "--out",
+            out.to_str().unwrap(),
+            "--max-frame",
+            "16777216",
+            "--",
+            "cat",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -211,7 +236,10 @@ fn messages_of_10_and_100_mb_pass_byte_exact_and_are_recorded_in_bounded_parts()
     writer.join().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(o.stdout.len(), ten.len() + hundred.len());
-    assert!(o.stdout[..ten.len()] == ten[..] && o.stdout[ten.len()..] == hundred[..], "not byte-exact");
+    assert!(
+        o.stdout[..ten.len()] == ten[..] && o.stdout[ten.len()..] == hundred[..],
+        "not byte-exact"
+    );
     let frames = Scan::new(&[out]).unwrap().frames().unwrap();
     let c2s: Vec<_> = frames
         .iter()

@@ -46,13 +46,27 @@ fn secrets_planted_in_params_results_and_the_servers_stderr_appear_in_no_output_
     std::fs::write(script.path(), SERVER).unwrap();
     let request = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"q","arguments":{"api_key":"param-key-19f4c2","db":{"password":"param-pw-8e2b71"}},"_meta":{"authorization":"Bearer param-bearer-44a0d9"}}}"#;
     let mut child = mcptape()
-        .args(["record", "--out", out.to_str().unwrap(), "--log", log.to_str().unwrap(), "--", "sh", script.path().to_str().unwrap()])
+        .args([
+            "record",
+            "--out",
+            out.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+            "--",
+            "sh",
+            script.path().to_str().unwrap(),
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{request}\n").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{request}\n").as_bytes())
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // The client still gets the secrets it was sent: redaction is for what is stored, never for the traffic.
@@ -62,7 +76,15 @@ fn secrets_planted_in_params_results_and_the_servers_stderr_appear_in_no_output_
 
     // Every file mcptape wrote: capture segments, the log, and an export and an inspect report of the capture.
     let export = dir.path().join("export.jsonl");
-    let e = run(&["dataset", "export", out.to_str().unwrap(), "--format", "jsonl", "-o", export.to_str().unwrap()]);
+    let e = run(&[
+        "dataset",
+        "export",
+        out.to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "-o",
+        export.to_str().unwrap(),
+    ]);
     assert!(e.status.success(), "{}", stderr(&e));
     let inspect = run(&["dataset", "inspect", out.to_str().unwrap(), "--format", "json"]);
     let show = run(&["dataset", "show", out.to_str().unwrap(), "--width", "0"]);
@@ -103,13 +125,24 @@ fn capture_files_are_0600_and_their_folders_0700_even_under_a_permissive_umask()
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("a/b/cap");
     let o = mcptape()
-        .args(["record", "--out", out.to_str().unwrap(), "--", "sh", "-c", "umask 000; cat"])
+        .args([
+            "record",
+            "--out",
+            out.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "umask 000; cat",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .and_then(|mut c| {
-            c.stdin.take().unwrap().write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n")?;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n")?;
             c.wait_with_output()
         })
         .unwrap();
@@ -168,7 +201,10 @@ fn header_recording_target() -> (String, Arc<Mutex<Vec<String>>>) {
                     let resp = match id {
                         Some(id) if method.starts_with("POST") => {
                             let b = serde_json::json!({"jsonrpc":"2.0","id":id,"result":{}}).to_string();
-                            format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{b}", b.len())
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{b}",
+                                b.len()
+                            )
                         }
                         _ => "HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n".to_string(),
                     };
@@ -186,7 +222,15 @@ fn header_recording_target() -> (String, Arc<Mutex<Vec<String>>>) {
 fn capture_with_authorization(dir: &Path) -> PathBuf {
     let cap = fixture_capture(dir);
     let jsonl = dir.join("plain.jsonl");
-    let e = run(&["dataset", "export", cap.to_str().unwrap(), "--format", "jsonl", "-o", jsonl.to_str().unwrap()]);
+    let e = run(&[
+        "dataset",
+        "export",
+        cap.to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "-o",
+        jsonl.to_str().unwrap(),
+    ]);
     assert!(e.status.success(), "{}", stderr(&e));
     let mut lines = String::new();
     for l in std::fs::read_to_string(&jsonl).unwrap().lines() {
@@ -201,10 +245,28 @@ fn capture_with_authorization(dir: &Path) -> PathBuf {
     }
     std::fs::write(&jsonl, lines).unwrap();
     let out = dir.join("with-auth.parquet");
-    let i = run(&["dataset", "import", jsonl.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-redact"]);
+    let i = run(&[
+        "dataset",
+        "import",
+        jsonl.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--no-redact",
+    ]);
     assert!(i.status.success(), "{}", stderr(&i));
-    let show = run(&["dataset", "export", out.to_str().unwrap(), "--format", "jsonl", "-o", "-"]);
-    assert!(contains(&show.stdout, "recorded-auth-5f1c0e"), "the capture does hold the recorded value");
+    let show = run(&[
+        "dataset",
+        "export",
+        out.to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "-o",
+        "-",
+    ]);
+    assert!(
+        contains(&show.stdout, "recorded-auth-5f1c0e"),
+        "the capture does hold the recorded value"
+    );
     out
 }
 
@@ -215,17 +277,40 @@ fn replay_and_load_never_send_a_recorded_authorization_value() {
     let (url, seen) = header_recording_target();
     let live = "Authorization: Bearer live-token-given-on-the-command-line";
     let posts = |seen: &Mutex<Vec<String>>| seen.lock().unwrap().iter().filter(|h| h.starts_with("POST")).count();
-    let o = run(&["replay", cap.to_str().unwrap(), "--target", &url, "--header", live]);
+    let o = run(&[
+        "replay",
+        cap.to_str().unwrap(),
+        "--target",
+        &url,
+        "--header",
+        live,
+        "--timeout",
+        "1s",
+    ]);
     assert_ne!(o.status.code(), Some(2), "{}", stderr(&o));
     let after_replay = posts(&seen);
     assert!(after_replay > 0, "replay sent requests");
     let o = run(&[
-        "load", cap.to_str().unwrap(), "--target", &url, "-c", "2", "--sessions", "4", "--header", live,
+        "load",
+        cap.to_str().unwrap(),
+        "--target",
+        &url,
+        "-c",
+        "2",
+        "--sessions",
+        "4",
+        "--header",
+        live,
+        "--timeout",
+        "1s",
     ]);
     assert_ne!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(posts(&seen) > after_replay, "load sent requests");
     let seen = seen.lock().unwrap().clone();
-    assert!(seen.iter().any(|h| h.starts_with("POST")), "the target got requests: {seen:?}");
+    assert!(
+        seen.iter().any(|h| h.starts_with("POST")),
+        "the target got requests: {seen:?}"
+    );
     let auth: Vec<_> = seen
         .iter()
         .filter(|h| h.to_ascii_lowercase().starts_with("authorization:"))
@@ -236,7 +321,10 @@ fn replay_and_load_never_send_a_recorded_authorization_value() {
         "{auth:?}"
     );
     for h in &seen {
-        assert!(!h.contains("recorded-auth-5f1c0e") && !h.contains("recorded-key-a9d3b4"), "sent: {h}");
+        assert!(
+            !h.contains("recorded-auth-5f1c0e") && !h.contains("recorded-key-a9d3b4"),
+            "sent: {h}"
+        );
     }
 }
 
@@ -247,7 +335,13 @@ fn record_listen_and_serve_listen_refuse_non_loopback_addresses_without_allow_re
     let out = dir.path().join("cap");
     for addr in ["0.0.0.0:0", "[::]:0"] {
         let o = run(&[
-            "record", "--out", out.to_str().unwrap(), "--listen", addr, "--upstream", "http://127.0.0.1:9/mcp",
+            "record",
+            "--out",
+            out.to_str().unwrap(),
+            "--listen",
+            addr,
+            "--upstream",
+            "http://127.0.0.1:9/mcp",
         ]);
         assert_one_line_error(&o, 2, &["not a loopback address", "--allow-remote"]);
         let o = run(&["serve", cap.to_str().unwrap(), "--listen", addr]);

@@ -44,6 +44,21 @@ pub fn write_segment<'a>(
     batches: impl IntoIterator<Item = &'a RecordBatch>,
 ) -> Result<u64> {
     let tmp = tmp_path(dest);
+    let r = write_tmp_and_publish(&tmp, dest, meta, batches);
+    if r.is_err() {
+        // A full disk must not also be left holding half a segment.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+fn write_tmp_and_publish<'a>(
+    tmp: &Path,
+    dest: &Path,
+    meta: &CaptureMeta,
+    batches: impl IntoIterator<Item = &'a RecordBatch>,
+) -> Result<u64> {
+    let tmp = tmp.to_path_buf();
     let file = fsx::create_private_file_truncate(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let io = |e: parquet::errors::ParquetError| Error::io(&tmp, std::io::Error::other(e));
     let mut writer = ArrowWriter::try_new(
@@ -80,7 +95,7 @@ pub struct Segment {
     pub meta: CaptureMeta,
     /// Rows in the file.
     pub rows: u64,
-    builder: ParquetRecordBatchReaderBuilder<File>,
+    builder: ParquetRecordBatchReaderBuilder<GuardedFile>,
 }
 
 impl Segment {
@@ -97,7 +112,7 @@ impl Segment {
                 reason: "empty file".into(),
             });
         }
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| Error::NotParquet {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(GuardedFile(file)).map_err(|e| Error::NotParquet {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
@@ -127,6 +142,10 @@ impl Segment {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
+        check_column_ranges(builder.metadata(), len).map_err(|reason| Error::NotParquet {
+            path: path.to_path_buf(),
+            reason,
+        })?;
         let rows = u64::try_from(file_meta.num_rows()).unwrap_or(0);
         Ok(Segment {
             path: path.to_path_buf(),
@@ -137,7 +156,7 @@ impl Segment {
     }
 
     /// Reads the segment's batches, keeping only the named top-level columns (all when `None`).
-    pub fn reader(self, columns: Option<&[&str]>) -> Result<ParquetRecordBatchReader> {
+    pub fn reader(self, columns: Option<&[&str]>) -> Result<SegmentReader> {
         let path = self.path;
         let mut builder = self.builder.with_batch_size(8192);
         if let Some(columns) = columns {
@@ -149,6 +168,114 @@ impl Segment {
             let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), roots);
             builder = builder.with_projection(mask);
         }
-        builder.build().map_err(|e| Error::damaged(&path, e))
+        let inner = builder.build().map_err(|e| Error::damaged(&path, e))?;
+        Ok(SegmentReader { inner: Some(inner) })
+    }
+}
+
+/// Checks that every column chunk's byte range lies inside the file. The Parquet crate asserts (panics) on a
+/// negative offset, which one flipped bit in the footer produces (found by the `parquet` fuzz target).
+fn check_column_ranges(
+    meta: &parquet::file::metadata::ParquetMetaData,
+    file_len: u64,
+) -> std::result::Result<(), String> {
+    for (g, rg) in meta.row_groups().iter().enumerate() {
+        for (c, col) in rg.columns().iter().enumerate() {
+            let start = col.dictionary_page_offset().unwrap_or_else(|| col.data_page_offset());
+            let len = col.compressed_size();
+            let inside = start >= 0
+                && len >= 0
+                && (start as u64)
+                    .checked_add(len as u64)
+                    .is_some_and(|end| end <= file_len);
+            if !inside {
+                return Err(format!(
+                    "row group {g}, column {c}: bytes {start}+{len} are outside the file ({file_len} bytes): damaged footer"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The batches of a segment. A panic inside the Parquet reader (its asserts on damaged input) becomes an error
+/// for that file and ends the iteration, rather than taking the process down.
+pub struct SegmentReader {
+    inner: Option<ParquetRecordBatchReader>,
+}
+
+impl std::fmt::Debug for SegmentReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentReader").finish_non_exhaustive()
+    }
+}
+
+impl Iterator for SegmentReader {
+    type Item = std::result::Result<RecordBatch, arrow_schema::ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let inner = self.inner.as_mut()?;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.next())) {
+            Ok(item) => item,
+            Err(_) => {
+                self.inner = None;
+                Some(Err(arrow_schema::ArrowError::ParquetError(
+                    "the Parquet reader panicked on damaged data".into(),
+                )))
+            }
+        }
+    }
+}
+
+/// A segment file as the Parquet reader sees it, with one defence added: a reader that hits the end of the file a
+/// second time fails instead of answering "0 bytes" again. A damaged page header can declare a list of millions
+/// of elements; the Parquet crate's thrift skipper then reads each from the end of the file one by one, which took
+/// minutes per file before this guard (found by the `parquet` fuzz target; the file is pinned in
+/// benches/tests/fixtures). With it the reader errors at once.
+#[derive(Debug)]
+pub struct GuardedFile(File);
+
+impl parquet::file::reader::Length for GuardedFile {
+    fn len(&self) -> u64 {
+        parquet::file::reader::Length::len(&self.0)
+    }
+}
+
+impl parquet::file::reader::ChunkReader for GuardedFile {
+    type T = EofGuard<std::io::BufReader<File>>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(EofGuard {
+            inner: self.0.get_read(start)?,
+            at_eof: false,
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        self.0.get_bytes(start, length)
+    }
+}
+
+/// A reader that reports the end of its input once, and an error on every later read.
+#[derive(Debug)]
+pub struct EofGuard<R> {
+    inner: R,
+    at_eof: bool,
+}
+
+impl<R: std::io::Read> std::io::Read for EofGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.at_eof {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "read past the end of the file (damaged page header)",
+            ));
+        }
+        let n = self.inner.read(buf)?;
+        self.at_eof = n == 0;
+        Ok(n)
     }
 }

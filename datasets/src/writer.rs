@@ -14,6 +14,9 @@ use crate::segment;
 /// Default interval after which buffered frames reach the journal.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
+/// After a write error (disk full, file too large), how long frames are dropped before a new journal is tried.
+pub const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
+
 /// How a [`CaptureWriter`] names and batches its files.
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
@@ -55,6 +58,15 @@ pub struct CaptureWriter {
     last_flush: Instant,
     segments: Vec<PathBuf>,
     frames: u64,
+    /// Frames accepted but never written (a failed journal write, or dropped while the journal was broken).
+    lost: u64,
+    /// When the current journal failed a write: it is no longer appended to, and frames are dropped until
+    /// [`RETRY_AFTER_ERROR`] has passed and a new journal is opened.
+    broken_since: Option<Instant>,
+    /// Journals abandoned after a write error, with the segment each becomes at [`CaptureWriter::finish`].
+    damaged: Vec<(PathBuf, PathBuf)>,
+    /// The first write error, noted in the metadata of later segments.
+    first_error: Option<String>,
 }
 
 impl CaptureWriter {
@@ -75,6 +87,10 @@ impl CaptureWriter {
             last_flush: Instant::now(),
             segments: Vec::new(),
             frames: 0,
+            lost: 0,
+            broken_since: None,
+            damaged: Vec::new(),
+            first_error: None,
         };
         w.open_journal()?;
         Ok(w)
@@ -103,20 +119,95 @@ impl CaptureWriter {
     }
 
     /// Writes buffered frames to the journal and hands them to the OS.
+    ///
+    /// On a write error (ENOSPC, EFBIG, EIO) the frames of the batch are counted in [`CaptureWriter::lost`], the
+    /// journal is left as it is (its complete batches stay recoverable) and frames are dropped, and counted, until
+    /// [`RETRY_AFTER_ERROR`] has passed; then a new journal is tried. Only the first error is returned.
     pub fn flush(&mut self) -> Result<()> {
         self.last_flush = Instant::now();
         if self.pending.is_empty() {
             return Ok(());
         }
+        if let Some(since) = self.broken_since {
+            if since.elapsed() < RETRY_AFTER_ERROR {
+                self.drop_pending();
+                return Ok(());
+            }
+            self.abandon_journal();
+        }
+        let r = self.write_pending();
+        if let Err(e) = &r {
+            self.drop_pending();
+            self.broken_since = Some(Instant::now());
+            if self.first_error.is_some() {
+                return Ok(());
+            }
+            self.first_error = Some(e.to_string());
+        }
+        r
+    }
+
+    fn write_pending(&mut self) -> Result<()> {
         if self.journal.is_none() {
             self.open_journal()?;
         }
         let batch = schema::to_batch(&self.pending);
-        self.pending.clear();
-        self.pending_bytes = 0;
         let journal = self.journal.as_mut().expect("journal opened above");
         journal.append(&batch)?;
-        journal.flush()
+        journal.flush()?;
+        self.pending.clear();
+        self.pending_bytes = 0;
+        Ok(())
+    }
+
+    fn drop_pending(&mut self) {
+        self.lost += self.pending.len() as u64;
+        self.pending.clear();
+        self.pending_bytes = 0;
+    }
+
+    /// Sets a failed journal aside (finished into a segment by [`CaptureWriter::finish`]); the next flush opens a
+    /// new one.
+    fn abandon_journal(&mut self) {
+        self.broken_since = None;
+        if let Some(j) = self.journal.take() {
+            let journal = j.path().to_path_buf();
+            // Dropping the writer may flush a few more bytes; the reader stops at the last complete batch anyway.
+            drop(j);
+            self.damaged.push((journal, self.segment_path()));
+            self.segment_no += 1;
+        }
+    }
+
+    /// Frames accepted but not written because of write errors.
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
+
+    /// The first write error, if any.
+    pub fn write_error(&self) -> Option<&str> {
+        self.first_error.as_deref()
+    }
+
+    fn segment_path(&self) -> PathBuf {
+        let mut dest = self.base().into_os_string();
+        dest.push(segment::SUFFIX);
+        PathBuf::from(dest)
+    }
+
+    /// The metadata of segments written from now on: the dropped count and, after a write error, a note.
+    fn segment_meta(&self) -> CaptureMeta {
+        let mut meta = self.opts.meta.clone();
+        meta.dropped_frames += self.lost;
+        if let Some(e) = &self.first_error {
+            let note = format!("capture write failed, {} frame(s) not written: {e}", self.lost);
+            meta.note = if meta.note.is_empty() {
+                note
+            } else {
+                format!("{}; {note}", meta.note)
+            };
+        }
+        meta
     }
 
     /// True when buffered frames have waited `interval` or longer.
@@ -146,23 +237,69 @@ impl CaptureWriter {
 
     /// Closes the current journal into a Parquet segment; the next frame opens a new journal.
     pub fn rotate(&mut self) -> Result<Option<PathBuf>> {
-        self.flush()?;
+        let flushed = self.flush();
+        if self.broken_since.is_some() {
+            // The journal failed a write: keep what it holds, as a damaged journal, and start afresh.
+            self.abandon_journal();
+            self.finish_damaged()?;
+            return flushed.map(|()| self.segments.last().cloned());
+        }
+        flushed?;
         let Some(journal) = self.journal.take() else {
             return Ok(None);
         };
-        let journal_path = journal.finish()?;
-        let mut dest = self.base().into_os_string();
-        dest.push(segment::SUFFIX);
-        let dest = PathBuf::from(dest);
-        finalize_journal(&journal_path, &dest, &self.opts.meta)?;
-        self.segments.push(dest.clone());
+        let dest = self.segment_path();
         self.segment_no += 1;
-        Ok(Some(dest))
+        let meta = self.segment_meta();
+        match journal.finish().and_then(|p| finalize_journal(&p, &dest, &meta)) {
+            Ok(_) => {
+                self.segments.push(dest.clone());
+                Ok(Some(dest))
+            }
+            Err(e) => {
+                // The end marker or the segment could not be written: the journal stays for `dataset recover`.
+                self.first_error.get_or_insert_with(|| e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Turns the journals set aside after write errors into segments (their complete batches). A journal whose
+    /// segment cannot be written either stays where it is, for `mcptape dataset recover`.
+    fn finish_damaged(&mut self) -> Result<()> {
+        let meta = self.segment_meta();
+        let mut first = Ok(());
+        for (journal_path, dest) in std::mem::take(&mut self.damaged) {
+            let r = journal::read_journal_file(&journal_path).and_then(|c| {
+                if c.batches.is_empty() {
+                    return Ok(0);
+                }
+                segment::write_segment(&dest, &meta, &c.batches)
+            });
+            match r {
+                Ok(rows) => {
+                    let _ = std::fs::remove_file(&journal_path);
+                    if rows > 0 {
+                        self.segments.push(dest);
+                    }
+                }
+                Err(e) => {
+                    if first.is_ok() {
+                        first = Err(e);
+                    }
+                }
+            }
+        }
+        first
     }
 
     /// Flushes, writes the last segment, and returns every segment written.
     pub fn finish(mut self) -> Result<Vec<PathBuf>> {
-        self.rotate()?;
+        let r = self.rotate();
+        let damaged = self.finish_damaged();
+        r?;
+        damaged?;
+        self.segments.sort();
         Ok(std::mem::take(&mut self.segments))
     }
 }

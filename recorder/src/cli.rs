@@ -97,6 +97,7 @@ pub struct RecordArgs {
 
 /// Runs `mcptape record`.
 pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
+    survive_file_size_limit();
     let log = match &args.log {
         Some(p) => Log::file(p).with_context(|| format!("{}: cannot open log file", p.display()))?,
         None => Log::stderr(),
@@ -141,6 +142,15 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     let outcome = stdio::relay(spawned, session, args.max_frame, shutdown, signals, log.clone()).await;
     finish(tap, writer).await?;
     Ok(ExitCode::from(outcome.code))
+}
+
+/// Under a file-size limit (`ulimit -f`, RLIMIT_FSIZE) a write past it raises SIGXFSZ, whose default action kills
+/// the process, and the traffic with it. With a handler installed the write fails with EFBIG instead, which the
+/// writer reports and counts like a full disk. (The child's own disposition is reset to the default at exec.)
+fn survive_file_size_limit() {
+    use tokio::signal::unix::{SignalKind, signal};
+    // tokio keeps the handler installed after the stream is dropped; the signal is then simply ignored.
+    let _ = signal(SignalKind::from_raw(nix::sys::signal::Signal::SIGXFSZ as i32));
 }
 
 fn out_dir(args: &RecordArgs) -> anyhow::Result<PathBuf> {

@@ -334,7 +334,12 @@ impl Worker {
         let tail = self.shared.dropped.swap(0, Ordering::Relaxed);
         self.summary.dropped += tail;
         if let Some(mut w) = self.writer.take() {
+            // The segment metadata counts queue drops (added here) and frames lost to write errors (the writer's).
             w.add_dropped(self.summary.dropped);
+            if let Err(e) = w.flush() {
+                self.note_error(e.to_string());
+            }
+            self.summary.dropped += w.lost();
             match w.finish() {
                 Ok(segments) => {
                     for s in segments {
@@ -343,6 +348,7 @@ impl Worker {
                         }
                     }
                 }
+                // Frames still in the last journal stay there for `dataset recover`: not counted as dropped.
                 Err(e) => self.note_error(e.to_string()),
             }
         }
@@ -425,15 +431,16 @@ impl Worker {
     }
 
     fn write_failed(&mut self, e: mcptape_datasets::Error) {
-        // Traffic keeps flowing; what could not be written is counted as dropped.
-        self.summary.dropped += 1;
+        // Traffic keeps flowing; the writer counts what it could not write (added to the summary at the end).
         self.note_error(e.to_string());
     }
 
     fn note_error(&mut self, e: String) {
         if self.summary.write_error.is_none() {
-            self.log
-                .line(&format!("capture write failed, frames are being dropped: {e}"));
+            self.log.line(&format!(
+                "capture write failed, frames are being dropped (traffic is not affected; retrying every {} s): {e}",
+                mcptape_datasets::writer::RETRY_AFTER_ERROR.as_secs()
+            ));
             self.summary.write_error = Some(e);
         }
     }

@@ -114,6 +114,11 @@ const SCENARIOS: &[Scenario] = &[
         run: http,
     },
     Scenario {
+        name: "fuzz",
+        about: "the fuzz targets (envelope, ndjson, sse, journal, parquet, jsonl) for a bounded time each; fails on a crash",
+        run: fuzz,
+    },
+    Scenario {
         name: "criterion",
         about: "the last `cargo bench -p mcptape-benches` results, read from target/criterion",
         run: criterion,
@@ -495,6 +500,49 @@ struct CriterionResult {
     elements: Option<u64>,
     bytes: Option<u64>,
     written: Option<SystemTime>,
+}
+
+/// Runs every fuzz target for a bounded time (`MCPTAPE_FUZZ_SECS` per target, default 30 s, 3 s with --quick),
+/// from a seed that changes each run (`MCPTAPE_FUZZ_SEED` to repeat one). A failure names the target, the seed
+/// and the shrunk input: pin it in `benches/tests/fuzz.rs`.
+fn fuzz(ctx: &Ctx) -> anyhow::Result<Outcome> {
+    use mcptape_benches::fuzz;
+    let quick = ctx.runs < 5;
+    let secs = std::env::var("MCPTAPE_FUZZ_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 3 } else { 30 });
+    let seed = std::env::var("MCPTAPE_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| mcptape_datasets::human::now_ns().unsigned_abs());
+    let mut out = Outcome::default();
+    let mut failures = Vec::new();
+    for t in fuzz::TARGETS {
+        let o = fuzz::run_for(t, Duration::from_secs(secs), 500, seed);
+        out.rows.push(Row {
+            scenario: "fuzz".into(),
+            variant: t.name.into(),
+            metric: "cases",
+            value: o.cases as f64,
+            unit: "cases",
+            ratio: None,
+        });
+        out.rows.push(Row {
+            scenario: "fuzz".into(),
+            variant: t.name.into(),
+            metric: "rate",
+            value: o.cases as f64 / o.elapsed.as_secs_f64().max(1e-9),
+            unit: "cases/s",
+            ratio: None,
+        });
+        if let Some(f) = o.failure {
+            failures.push(format!("{}: {f}", t.name));
+        }
+    }
+    out.notes.push(format!("seeds from {seed}, {secs} s per target"));
+    anyhow::ensure!(failures.is_empty(), "fuzz failures:\n{}", failures.join("\n"));
+    Ok(out)
 }
 
 fn criterion(ctx: &Ctx) -> anyhow::Result<Outcome> {

@@ -50,7 +50,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 10s or 500ms"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 10s or 500ms"))?;
     let secs = match unit {
         "ms" => n / 1e3,
         "s" | "" => n,
@@ -153,7 +155,10 @@ impl Demo {
             .with_context(|| format!("cannot start {}", self.exe.display()))?;
         let code = status.code().unwrap_or(-1);
         if !ok.contains(&code) {
-            bail!("step failed with {status}; its output is in {}", self.logs.join(log).display());
+            bail!(
+                "step failed with {status}; its output is in {}",
+                self.logs.join(log).display()
+            );
         }
         Ok(code)
     }
@@ -244,14 +249,21 @@ fn run_blocking(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut f = open_private(&out.join(SAMPLE_NAME))?;
     f.write_all(SAMPLE).and_then(|_| f.sync_all())?;
     drop(f);
-    let demo = Demo { exe: exe.clone(), out: out.clone(), logs };
+    let demo = Demo {
+        exe: exe.clone(),
+        out: out.clone(),
+        logs,
+    };
     let exe_s = exe.to_string_lossy().into_owned();
 
     println!("mcptape demo: everything goes to {}\n", out.display());
 
     println!("1. Impersonate the recorded server (the embedded sample capture):");
-    let (serve, serve_url) =
-        demo.listen(&os(&["serve", SAMPLE_NAME, "--listen", "127.0.0.1:0"]), "serve.log", "mcptape serve")?;
+    let (serve, serve_url) = demo.listen(
+        &os(&["serve", SAMPLE_NAME, "--listen", "127.0.0.1:0"]),
+        "serve.log",
+        "mcptape serve",
+    )?;
     println!("   serving on {serve_url}\n");
 
     println!("2. Record a client session through the tap, over stdio (replay plays the client):");
@@ -292,7 +304,11 @@ fn run_blocking(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "mcptape record",
     )?;
     let tap_url = format!("{}/mcp", origin(&record_url));
-    demo.run(&os(&["replay", SAMPLE_NAME, "--target", &tap_url]), "record-http-client.log", &[0])?;
+    demo.run(
+        &os(&["replay", SAMPLE_NAME, "--target", &tap_url]),
+        "record-http-client.log",
+        &[0],
+    )?;
     recorder.stop(Duration::from_secs(15))?;
     println!();
 
@@ -303,7 +319,16 @@ fn run_blocking(args: DemoArgs) -> anyhow::Result<ExitCode> {
         &[0],
     )?;
     demo.run(
-        &os(&["replay", "captures/http", "--target", &serve_url, "--report", "replay.json", "--format", "md"]),
+        &os(&[
+            "replay",
+            "captures/http",
+            "--target",
+            &serve_url,
+            "--report",
+            "replay.json",
+            "--format",
+            "md",
+        ]),
         "replay.md",
         &[0],
     )?;
@@ -316,7 +341,18 @@ fn run_blocking(args: DemoArgs) -> anyhow::Result<ExitCode> {
     for (c, report) in [(c1, &base), (c2, &cand)] {
         let c = c.to_string();
         demo.run(
-            &os(&["load", "captures/http", "--target", &serve_url, "-c", &c, "--duration", &secs, "-o", report]),
+            &os(&[
+                "load",
+                "captures/http",
+                "--target",
+                &serve_url,
+                "-c",
+                &c,
+                "--duration",
+                &secs,
+                "-o",
+                report,
+            ]),
             &format!("load-c{c}.log"),
             &[0],
         )?;
@@ -341,7 +377,11 @@ fn run_blocking(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "compare.log",
         &[0, 1],
     )?;
-    demo.run(&os(&["report", "html", &cand, "--baseline", &base, "-o", "report.html"]), "html.log", &[0])?;
+    demo.run(
+        &os(&["report", "html", &cand, "--baseline", &base, "-o", "report.html"]),
+        "html.log",
+        &[0],
+    )?;
     serve.stop(Duration::from_secs(10))?;
 
     let summary_of = |name: &str| -> String {
@@ -355,14 +395,19 @@ fn run_blocking(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let verdict = if verdict == 0 {
         format!("no regression from {c1} to {c2} users at the default budgets")
     } else {
-        format!("{c2} users regress against {c1} at the default budgets (more users on one server usually cost latency)")
+        format!(
+            "{c2} users regress against {c1} at the default budgets (more users on one server usually cost latency)"
+        )
     };
     let rows = [
         (
             "captures/stdio/, captures/http/".to_string(),
             "the recorded sessions (Parquet: `mcptape dataset show captures/http`)".to_string(),
         ),
-        ("replay.json, logs/replay.md".into(), "the replay: every answer matched".into()),
+        (
+            "replay.json, logs/replay.md".into(),
+            "the replay: every answer matched".into(),
+        ),
         (base.clone(), summary_of(&base)),
         (cand.clone(), summary_of(&cand)),
         ("compare.md".into(), verdict),
@@ -372,7 +417,11 @@ fn run_blocking(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ),
         ("logs/".into(), "what each command printed".into()),
     ];
-    println!("\nDone in {:.0} s. In {}:", started.elapsed().as_secs_f64(), out.display());
+    println!(
+        "\nDone in {:.0} s. In {}:",
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
     for (what, says) in rows {
         println!("  {what:<33} {says}");
     }

@@ -13,15 +13,30 @@ fn demo_runs_the_whole_loop_and_leaves_the_files_it_names() {
     assert!(o.status.success(), "demo failed: {}\n{text}", stderr(&o));
 
     // Every file the summary names is there.
-    for name in ["replay.json", "load-c1.json", "load-c4.json", "compare.md", "report.html", "logs"] {
+    for name in [
+        "replay.json",
+        "load-c1.json",
+        "load-c4.json",
+        "compare.md",
+        "report.html",
+        "logs",
+    ] {
         assert!(text.contains(name), "summary does not name {name}:\n{text}");
         assert!(out.join(name).exists(), "{name} named but missing");
     }
     for transport in ["stdio", "http"] {
         let caps = out.join("captures").join(transport);
         let v = mcptape().args(["dataset", "verify"]).arg(&caps).output().unwrap();
-        assert!(v.status.success(), "{transport} capture does not verify: {}", stderr(&v));
-        let i = mcptape().args(["dataset", "inspect", "--format", "json"]).arg(&caps).output().unwrap();
+        assert!(
+            v.status.success(),
+            "{transport} capture does not verify: {}",
+            stderr(&v)
+        );
+        let i = mcptape()
+            .args(["dataset", "inspect", "--format", "json"])
+            .arg(&caps)
+            .output()
+            .unwrap();
         let inspect: serde_json::Value = serde_json::from_slice(&i.stdout).unwrap();
         assert_eq!(inspect["sessions"], 1, "{transport}: {inspect}");
         assert!(inspect["frames"].as_u64().unwrap() >= 10, "{transport}: {inspect}");
@@ -46,7 +61,10 @@ fn demo_runs_the_whole_loop_and_leaves_the_files_it_names() {
             load.errors
         );
         let unknown_tool = load.errors.get("jsonrpc_-32602").copied().unwrap_or(0);
-        assert!(unknown_tool <= sessions + users, "{name}: {unknown_tool} errors in {sessions} sessions");
+        assert!(
+            unknown_tool <= sessions + users,
+            "{name}: {unknown_tool} errors in {sessions} sessions"
+        );
         // The default run is 10 s long.
         assert!((9.0..=11.0).contains(&load.duration_s), "{name}: {} s", load.duration_s);
     }

@@ -317,7 +317,9 @@ mod tests {
         assert!(String::from_utf8_lossy(&n.answer).contains("first"));
         assert!(book.answer("resources/read", None, false, seen).is_none());
         // Another session starts from the first answer again.
-        let (d, _) = book.answer("tools/call", Some(&params), true, &mut Cursors::default()).unwrap();
+        let (d, _) = book
+            .answer("tools/call", Some(&params), true, &mut Cursors::default())
+            .unwrap();
         assert!(String::from_utf8_lossy(&d.answer).contains("first"));
     }
 }

@@ -204,7 +204,9 @@ fn bad_inputs_are_errors_naming_the_file_or_budget() {
     let c = compare(&side(&[1000]), &[named(7, other)], &any).unwrap();
     assert!(c.passed());
     assert!(
-        c.warnings.iter().any(|w| w.starts_with("r7.json's workload differs from r0.json's")),
+        c.warnings
+            .iter()
+            .any(|w| w.starts_with("r7.json's workload differs from r0.json's")),
         "{:?}",
         c.warnings
     );

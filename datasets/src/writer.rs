@@ -7,12 +7,24 @@ use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::fsx;
 use crate::journal::{self, JournalWriter};
+use crate::layout;
 use crate::meta::CaptureMeta;
 use crate::schema;
 use crate::segment;
 
 /// Default interval after which buffered frames reach the journal.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Where a [`CaptureWriter`] puts its files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// `DIR/NAME-STAMP-PID-NNNN.parquet`, the journal opened at once beside it (one-off captures).
+    #[default]
+    Flat,
+    /// `DIR/date=YYYY-MM-DD/hour=HH/NAME-START-NNNNNN.parquet` (see [`crate::layout`]); the journal is hidden in
+    /// its partition and opened at the segment's first frame, so an idle period writes no empty segments.
+    Hive,
+}
 
 /// How a [`CaptureWriter`] names and batches its files.
 #[derive(Debug, Clone)]
@@ -27,6 +39,8 @@ pub struct WriterOptions {
     pub batch_rows: usize,
     /// Buffered payload bytes before a flush is forced.
     pub batch_bytes: usize,
+    /// Folder layout and naming.
+    pub layout: Layout,
 }
 
 impl WriterOptions {
@@ -38,6 +52,7 @@ impl WriterOptions {
             meta,
             batch_rows: 4096,
             batch_bytes: 8 << 20,
+            layout: Layout::Flat,
         }
     }
 }
@@ -55,16 +70,24 @@ pub struct CaptureWriter {
     last_flush: Instant,
     segments: Vec<PathBuf>,
     frames: u64,
+    /// Where the open journal's segment goes.
+    dest: Option<PathBuf>,
+    /// Frames in the open journal (pending included).
+    journal_frames: u64,
+    /// Drops and sampled-out sessions since the last segment: written into the next one.
+    seg_dropped: u64,
+    seg_sampled_out: u64,
 }
 
 impl CaptureWriter {
-    /// Creates the folder and the first journal.
+    /// Creates the folder and (flat layout) the first journal.
     pub fn create(opts: WriterOptions) -> Result<Self> {
         fsx::create_private_dir(&opts.dir).map_err(|e| Error::io(&opts.dir, e))?;
         let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
             .to_string()
             .replace(['-', ':'], "");
         let stem = format!("{}-{}-{}", opts.name, stamp, std::process::id());
+        let flat = opts.layout == Layout::Flat;
         let mut w = CaptureWriter {
             opts,
             stem,
@@ -75,19 +98,52 @@ impl CaptureWriter {
             last_flush: Instant::now(),
             segments: Vec::new(),
             frames: 0,
+            dest: None,
+            journal_frames: 0,
+            seg_dropped: 0,
+            seg_sampled_out: 0,
         };
-        w.open_journal()?;
+        if flat {
+            w.open_journal()?;
+        }
         Ok(w)
     }
 
-    fn base(&self) -> PathBuf {
-        self.opts.dir.join(format!("{}-{:04}", self.stem, self.segment_no))
+    /// The journal and segment paths of the next segment.
+    fn next_paths(&mut self) -> Result<(PathBuf, PathBuf)> {
+        match self.opts.layout {
+            Layout::Flat => {
+                let base = self.opts.dir.join(format!("{}-{:04}", self.stem, self.segment_no));
+                let mut j = base.clone().into_os_string();
+                j.push(journal::SUFFIX);
+                let mut d = base.into_os_string();
+                d.push(segment::SUFFIX);
+                Ok((PathBuf::from(j), PathBuf::from(d)))
+            }
+            Layout::Hive => {
+                let now = std::time::SystemTime::now();
+                let part = self.opts.dir.join(layout::partition(now));
+                fsx::create_private_dir(&part).map_err(|e| Error::io(&part, e))?;
+                let stamp = layout::stamp(now);
+                loop {
+                    // A restart within the same second starts numbering at 0 again: skip names in use.
+                    let stem = format!("{}-{stamp}-{:06}", self.opts.name, self.segment_no);
+                    let j = part.join(format!(".{stem}{}", journal::SUFFIX));
+                    let d = part.join(format!("{stem}{}", segment::SUFFIX));
+                    if !j.exists() && !d.exists() {
+                        return Ok((j, d));
+                    }
+                    self.segment_no += 1;
+                }
+            }
+        }
     }
 
     fn open_journal(&mut self) -> Result<()> {
-        let mut path = self.base().into_os_string();
-        path.push(journal::SUFFIX);
-        self.journal = Some(JournalWriter::create(Path::new(&path), &self.opts.meta)?);
+        let (j, d) = self.next_paths()?;
+        self.journal = Some(JournalWriter::create(&j, &self.opts.meta)?);
+        self.dest = Some(d);
+        self.journal_frames = 0;
         Ok(())
     }
 
@@ -96,6 +152,7 @@ impl CaptureWriter {
         self.pending_bytes += frame.payload.len();
         self.pending.push(frame);
         self.frames += 1;
+        self.journal_frames += 1;
         if self.pending.len() >= self.opts.batch_rows || self.pending_bytes >= self.opts.batch_bytes {
             self.flush()?;
         }
@@ -134,9 +191,19 @@ impl CaptureWriter {
         self.journal.as_ref().map_or(0, |j| j.bytes()) + self.pending_bytes as u64
     }
 
-    /// Adds to the dropped-frame count written into the segment metadata.
+    /// Frames in the open segment so far (0 when none is open).
+    pub fn segment_frames(&self) -> u64 {
+        self.journal_frames
+    }
+
+    /// Counts dropped frames into the next segment's metadata (`mcptape.dropped_frames`).
     pub fn add_dropped(&mut self, n: u64) {
-        self.opts.meta.dropped_frames += n;
+        self.seg_dropped += n;
+    }
+
+    /// Counts sessions left out by sampling into the next segment's metadata (`mcptape.sampled_out_sessions`).
+    pub fn add_sampled_out(&mut self, n: u64) {
+        self.seg_sampled_out += n;
     }
 
     /// The capture folder.
@@ -144,17 +211,22 @@ impl CaptureWriter {
         &self.opts.dir
     }
 
-    /// Closes the current journal into a Parquet segment; the next frame opens a new journal.
+    /// Closes the current journal into a Parquet segment; the next frame opens a new journal. `None` when no
+    /// segment was open (nothing recorded since the last one).
     pub fn rotate(&mut self) -> Result<Option<PathBuf>> {
         self.flush()?;
         let Some(journal) = self.journal.take() else {
             return Ok(None);
         };
         let journal_path = journal.finish()?;
-        let mut dest = self.base().into_os_string();
-        dest.push(segment::SUFFIX);
-        let dest = PathBuf::from(dest);
-        finalize_journal(&journal_path, &dest, &self.opts.meta)?;
+        let dest = self.dest.take().unwrap_or_else(|| crate::recover::segment_path(&journal_path));
+        let mut meta = self.opts.meta.clone();
+        meta.dropped_frames = self.seg_dropped;
+        meta.sampled_out_sessions = self.seg_sampled_out;
+        finalize_journal(&journal_path, &dest, &meta)?;
+        self.seg_dropped = 0;
+        self.seg_sampled_out = 0;
+        self.journal_frames = 0;
         self.segments.push(dest.clone());
         self.segment_no += 1;
         Ok(Some(dest))
@@ -162,6 +234,10 @@ impl CaptureWriter {
 
     /// Flushes, writes the last segment, and returns every segment written.
     pub fn finish(mut self) -> Result<Vec<PathBuf>> {
+        if self.journal.is_none() && (self.seg_dropped > 0 || self.seg_sampled_out > 0) {
+            // Counts with no frame after them still need a file to say so.
+            self.open_journal()?;
+        }
         self.rotate()?;
         Ok(std::mem::take(&mut self.segments))
     }

@@ -19,6 +19,10 @@ use mcptape_datasets::redact::RedactionRules;
 use mcptape_datasets::{CaptureWriter, Direction, Frame, HttpMeta, Kind, Transport, WriterOptions};
 
 use crate::log::Log;
+use crate::metrics::Metrics;
+use crate::rotation::Rotation;
+use crate::sample::Sampler;
+use crate::sink::SinkHandle;
 
 /// Method names of the tap's own lifecycle frames.
 pub mod lifecycle {
@@ -55,6 +59,14 @@ pub struct TapConfig {
     pub flush_interval: Duration,
     /// How long the writer waits for more frames before flushing an idle stream.
     pub idle_flush: Duration,
+    /// Segment rotation and local retention (rotation on means the hive layout).
+    pub rotation: Rotation,
+    /// Which sessions are recorded.
+    pub sample: Sampler,
+    /// Told about every finished segment; asked before retention deletes one (an uploader).
+    pub sink: Option<SinkHandle>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl TapConfig {
@@ -68,6 +80,10 @@ impl TapConfig {
             lossless: false,
             flush_interval: mcptape_datasets::writer::FLUSH_INTERVAL,
             idle_flush: Duration::from_millis(5),
+            rotation: Rotation::default(),
+            sample: Sampler::default(),
+            sink: None,
+            metrics: Arc::default(),
         }
     }
 }
@@ -114,6 +130,10 @@ struct Shared {
     queue_bytes: usize,
     lossless: bool,
     closed: AtomicBool,
+    /// Sessions sampled out since the writer last looked (it writes them into the next segment's metadata).
+    sampled_out: AtomicU64,
+    sample: Sampler,
+    metrics: Arc<Metrics>,
 }
 
 /// The handle adapters use to hand frames to the tap. Cheap to clone; never blocks unless `lossless`.
@@ -162,8 +182,17 @@ impl TapWriter {
 }
 
 impl Tap {
-    /// Creates the capture folder and its first journal and starts the writer thread.
-    pub fn start(config: TapConfig, log: Log) -> mcptape_datasets::Result<(Tap, TapWriter)> {
+    /// Creates the capture folder and its first journal and starts the writer thread. With rotation on, the
+    /// capture uses the hive layout and journals a previous run left in the folder are recovered first.
+    pub fn start(mut config: TapConfig, log: Log) -> mcptape_datasets::Result<(Tap, TapWriter)> {
+        let mut leftovers = Vec::new();
+        if config.rotation.enabled() {
+            config.writer.layout = mcptape_datasets::Layout::Hive;
+            if config.writer.dir.is_dir() {
+                leftovers = crate::rotation::recover_leftovers(&config.writer.dir, &log);
+            }
+        }
+        config.metrics.set_sink(config.sink.as_ref().map(|s| s.0.clone()));
         let writer = CaptureWriter::create(config.writer.clone())?;
         let (tx, rx) = sync_channel(config.queue_frames);
         let shared = Arc::new(Shared {
@@ -173,8 +202,11 @@ impl Tap {
             queue_bytes: config.queue_bytes,
             lossless: config.lossless,
             closed: AtomicBool::new(false),
+            sampled_out: AtomicU64::new(0),
+            sample: config.sample,
+            metrics: config.metrics.clone(),
         });
-        let worker = Worker {
+        let mut worker = Worker {
             rx,
             writer: Some(writer),
             annotator: Annotator::new(),
@@ -185,7 +217,14 @@ impl Tap {
             idle_flush: config.idle_flush,
             log,
             summary: TapSummary::default(),
+            next_rotation: config.rotation.next_due(std::time::SystemTime::now(), Instant::now()),
+            rotation: config.rotation,
+            sink: config.sink,
+            metrics: config.metrics,
         };
+        for seg in &leftovers {
+            worker.segment_done(seg);
+        }
         let thread = std::thread::Builder::new()
             .name("mcptape-writer".into())
             .spawn(move || worker.run())
@@ -243,6 +282,23 @@ impl Tap {
         self.shared.queued_bytes.fetch_sub(unqueue, Ordering::Relaxed);
         self.shared.dropped.fetch_add(earlier + 1, Ordering::Relaxed);
         self.shared.dropped_total.fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.dropped(1);
+    }
+
+    /// Decides once, when a session begins, whether it is recorded (`--sample`), and counts it as open. `key` is
+    /// what taps agree on (see [`crate::sample`]). Pair with [`Tap::end_session`].
+    pub fn begin_session(&self, key: &[u8]) -> bool {
+        let keep = self.shared.sample.keeps(key);
+        if !keep {
+            self.shared.sampled_out.fetch_add(1, Ordering::Relaxed);
+        }
+        self.shared.metrics.session_opened(keep);
+        keep
+    }
+
+    /// The tap's counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
     }
 
     /// Frames dropped so far.
@@ -252,6 +308,7 @@ impl Tap {
 
     /// Tells the writer a session ended (frees its correlation state).
     pub fn end_session(&self, session: Arc<str>) {
+        self.shared.metrics.session_closed();
         let _ = self.tx.try_send(Msg::EndSession(session));
     }
 
@@ -279,31 +336,50 @@ struct Worker {
     idle_flush: Duration,
     log: Log,
     summary: TapSummary,
+    rotation: Rotation,
+    next_rotation: Option<Instant>,
+    sink: Option<SinkHandle>,
+    metrics: Arc<Metrics>,
 }
 
 impl Worker {
     fn run(mut self) -> TapSummary {
         let mut pending = false;
         loop {
-            let msg = if pending {
-                match self.rx.recv_timeout(self.idle_flush) {
+            let now = Instant::now();
+            let idle_at = pending.then(|| now + self.idle_flush);
+            let wake = match (idle_at, self.next_rotation) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let msg = match wake {
+                Some(at) => match self.rx.recv_timeout(at.saturating_duration_since(now)) {
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => {
-                        self.flush();
+                        if self.next_rotation.is_some_and(|r| Instant::now() >= r) {
+                            self.rotate();
+                            self.next_rotation = self
+                                .rotation
+                                .next_due(std::time::SystemTime::now(), Instant::now());
+                        } else {
+                            self.flush();
+                        }
                         pending = false;
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
-                }
-            } else {
-                match self.rx.recv() {
+                },
+                None => match self.rx.recv() {
                     Ok(m) => m,
                     Err(_) => break,
-                }
+                },
             };
             match msg {
                 Msg::Frame { obs, dropped_before } => {
                     self.shared.queued_bytes.fetch_sub(obs.payload.len(), Ordering::Relaxed);
+                    if self.metrics.nothing_pending() {
+                        self.metrics.set_pending_since(obs.ts_ns.max(1));
+                    }
                     if dropped_before > 0 {
                         self.gap(&obs, dropped_before);
                     }
@@ -312,6 +388,11 @@ impl Worker {
                     if self.writer.as_ref().is_some_and(|w| w.flush_due(self.flush_interval)) {
                         self.flush();
                     }
+                    let size = self.rotation.size;
+                    if size.is_some_and(|max| self.writer.as_ref().is_some_and(|w| w.journal_bytes() >= max)) {
+                        self.rotate();
+                        pending = false;
+                    }
                 }
                 Msg::EndSession(s) => {
                     self.annotator.end_session(&s);
@@ -319,26 +400,21 @@ impl Worker {
                 }
                 Msg::Close => break,
                 Msg::Rotate => {
-                    if let Some(w) = &mut self.writer {
-                        match w.rotate() {
-                            Ok(Some(p)) => self.summary.segments.push(p),
-                            Ok(None) => {}
-                            Err(e) => self.write_failed(e),
-                        }
-                    }
+                    self.rotate();
                     pending = false;
                 }
             }
         }
         // Drops after the last frame still count.
         let tail = self.shared.dropped.swap(0, Ordering::Relaxed);
-        self.summary.dropped += tail;
-        if let Some(mut w) = self.writer.take() {
-            w.add_dropped(self.summary.dropped);
+        self.count_dropped(tail);
+        self.take_sampled_out();
+        if let Some(w) = self.writer.take() {
             match w.finish() {
                 Ok(segments) => {
                     for s in segments {
                         if !self.summary.segments.contains(&s) {
+                            self.segment_done(&s);
                             self.summary.segments.push(s);
                         }
                     }
@@ -346,7 +422,74 @@ impl Worker {
                 Err(e) => self.note_error(e.to_string()),
             }
         }
+        self.metrics.set_pending_since(0);
         self.summary
+    }
+
+    fn count_dropped(&mut self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.summary.dropped += n;
+        if let Some(w) = &mut self.writer {
+            w.add_dropped(n);
+        }
+    }
+
+    fn take_sampled_out(&mut self) {
+        let n = self.shared.sampled_out.swap(0, Ordering::Relaxed);
+        if let Some(w) = &mut self.writer {
+            w.add_sampled_out(n);
+        }
+    }
+
+    /// Closes the open segment (if any) and applies retention.
+    fn rotate(&mut self) {
+        self.take_sampled_out();
+        let Some(w) = &mut self.writer else { return };
+        match w.rotate() {
+            Ok(Some(p)) => {
+                self.segment_done(&p);
+                self.summary.segments.push(p);
+            }
+            Ok(None) => {}
+            Err(e) => self.write_failed(e),
+        }
+        self.metrics.set_pending_since(0);
+        self.retain();
+    }
+
+    /// A segment is finished: count it and hand it to the sink.
+    fn segment_done(&mut self, path: &std::path::Path) {
+        self.metrics.segment_written();
+        if let Some(sink) = &self.sink {
+            let key = mcptape_datasets::layout::key(self.dir(), path);
+            sink.0.on_segment_finished(path, &key);
+        }
+    }
+
+    fn dir(&self) -> &std::path::Path {
+        self.writer.as_ref().map_or(std::path::Path::new("."), |w| w.dir())
+    }
+
+    fn retain(&mut self) {
+        if self.rotation.retention.keeps_everything() {
+            return;
+        }
+        let sink = self.sink.clone();
+        let may_delete = |p: &std::path::Path| sink.as_ref().is_none_or(|s| s.0.may_delete(p));
+        match mcptape_datasets::layout::enforce(
+            self.dir(),
+            &self.rotation.retention,
+            &may_delete,
+            std::time::SystemTime::now(),
+        ) {
+            Ok(swept) => {
+                self.metrics.retention_deleted(swept.deleted.len() as u64);
+                self.summary.segments.retain(|s| !swept.deleted.contains(s));
+            }
+            Err(e) => self.log.line(&format!("retention: {e}")),
+        }
     }
 
     fn next_seq(&mut self, session: &Arc<str>) -> u64 {
@@ -357,7 +500,7 @@ impl Worker {
     }
 
     fn gap(&mut self, next: &Observed, dropped: u64) {
-        self.summary.dropped += dropped;
+        self.count_dropped(dropped);
         let gap = Observed {
             lifecycle: Some(lifecycle::GAP),
             payload: Bytes::from(format!("{{\"dropped\":{dropped}}}")),
@@ -407,11 +550,17 @@ impl Worker {
             }
         }
         let Some(w) = &mut self.writer else {
-            self.summary.dropped += 1;
+            self.count_dropped(1);
+            self.metrics.dropped(1);
             return;
         };
+        let (dir, len, latency) = (f.direction, f.payload.len(), f.latency_ns);
+        let method = f.method.clone();
         match w.append(f) {
-            Ok(()) => self.summary.frames += 1,
+            Ok(()) => {
+                self.summary.frames += 1;
+                self.metrics.frame(dir, method.as_deref(), len, latency);
+            }
             Err(e) => self.write_failed(e),
         }
     }
@@ -422,15 +571,18 @@ impl Worker {
                 self.write_failed(e);
             }
         }
+        self.metrics.set_pending_since(0);
     }
 
     fn write_failed(&mut self, e: mcptape_datasets::Error) {
         // Traffic keeps flowing; what could not be written is counted as dropped.
-        self.summary.dropped += 1;
+        self.count_dropped(1);
+        self.metrics.dropped(1);
         self.note_error(e.to_string());
     }
 
     fn note_error(&mut self, e: String) {
+        self.metrics.write_failed(&e);
         if self.summary.write_error.is_none() {
             self.log
                 .line(&format!("capture write failed, frames are being dropped: {e}"));
@@ -450,22 +602,41 @@ pub struct SessionTap {
     pub transport: Transport,
     start: Instant,
     lock: Arc<Mutex<()>>,
+    keep: bool,
 }
 
 impl SessionTap {
-    /// A session on `tap`, clocked from now.
+    /// A session on `tap`, clocked from now. Sampling (`--sample`) decides here, by the session id (a stdio
+    /// child's life or a socket connection has no id another tap could see, so the tap's own id is the key).
+    /// Call [`SessionTap::end`] when the session is over.
     pub fn new(tap: Tap, session: impl Into<Arc<str>>, transport: Transport) -> Self {
+        let session = session.into();
+        let keep = tap.begin_session(session.as_bytes());
         SessionTap {
             tap,
-            session: session.into(),
+            session,
             transport,
             start: Instant::now(),
             lock: Arc::default(),
+            keep,
         }
     }
 
-    /// Observes a message or lifecycle event of this session, stamped now.
+    /// Is this session recorded?
+    pub fn kept(&self) -> bool {
+        self.keep
+    }
+
+    /// The session is over: frees its state in the writer.
+    pub fn end(&self) {
+        self.tap.end_session(self.session.clone());
+    }
+
+    /// Observes a message or lifecycle event of this session, stamped now (nothing when sampled out).
     pub fn observe(&self, direction: Direction, lifecycle: Option<&'static str>, payload: Bytes) {
+        if !self.keep {
+            return;
+        }
         // The lock makes stamping and queueing one step, so seq order matches t_ns order across pump threads.
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let t_ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);

@@ -47,6 +47,8 @@ struct State {
 pub(crate) struct Session {
     /// The tap-assigned session id.
     pub id: Arc<str>,
+    /// Recorded (`--sample` decided when the session began).
+    pub keep: bool,
     start: Instant,
     streams: AtomicU32,
     stamp: Mutex<()>,
@@ -113,10 +115,14 @@ impl Sessions {
         })
     }
 
-    fn create(&self, kind: &str, key: Key, start: Instant) -> Arc<Session> {
+    /// A new session. `sample_key` is what sampling decides by: `None` for the tap's own id.
+    fn create(&self, kind: &str, key: Key, start: Instant, sample_key: Option<&[u8]>) -> Arc<Session> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let id: Arc<str> = Arc::from(format!("{kind}-{}-{n}", self.prefix));
+        let keep = self.tap.begin_session(sample_key.unwrap_or(id.as_bytes()));
         Arc::new(Session {
-            id: Arc::from(format!("{kind}-{}-{n}", self.prefix)),
+            id,
+            keep,
             start,
             streams: AtomicU32::new(0),
             stamp: Mutex::new(()),
@@ -146,7 +152,8 @@ impl Sessions {
         let mut maps = lock(&self.maps);
         let live = maps.by_mcp.get(id).filter(|s| !lock(&s.state).closing).cloned();
         let s = live.unwrap_or_else(|| {
-            let s = self.create("http", Key::Mcp(id.to_string()), start);
+            // Sampled by the server's Mcp-Session-Id: every tap in front of that server agrees.
+            let s = self.create("http", Key::Mcp(id.to_string()), start, Some(id.as_bytes()));
             maps.by_mcp.insert(id.to_string(), s.clone());
             s
         });
@@ -165,7 +172,9 @@ impl Sessions {
         let mut maps = lock(&self.maps);
         let live = maps.by_client.get(&key).filter(|s| !lock(&s.state).closing).cloned();
         let s = live.unwrap_or_else(|| {
-            let s = self.create("stateless", Key::Client(key), start);
+            // Sampled by the client's identity, stable across taps (unlike `key`, whose hasher is per process).
+            let identity = format!("{ip}\n{}\n{}", auth.unwrap_or(""), agent.unwrap_or(""));
+            let s = self.create("stateless", Key::Client(key), start, Some(identity.as_bytes()));
             maps.by_client.insert(key, s.clone());
             s
         });
@@ -174,13 +183,13 @@ impl Sessions {
 
     /// A new legacy HTTP+SSE session (its endpoint is registered when the server announces it).
     pub fn legacy(self: &Arc<Self>, start: Instant) -> Open {
-        let s = self.create("sse", Key::Legacy(None), start);
+        let s = self.create("sse", Key::Legacy(None), start, None);
         self.open(s)
     }
 
     /// A new WebSocket session.
     pub fn ws(self: &Arc<Self>, start: Instant) -> Open {
-        let s = self.create("ws", Key::Ws, start);
+        let s = self.create("ws", Key::Ws, start, None);
         self.open(s)
     }
 
@@ -289,6 +298,9 @@ impl Sessions {
     /// Stamps and queues a frame of `session`. `at` is when it was seen, if earlier than now (a request held until
     /// its session was known).
     pub fn observe(&self, session: &Session, mut obs: Observed, at: Option<(Instant, i64)>) {
+        if !session.keep {
+            return;
+        }
         let _g = lock(&session.stamp);
         let (when, ts) = at.unwrap_or_else(|| (Instant::now(), mcptape_datasets::human::now_ns()));
         obs.session = session.id.clone();

@@ -227,12 +227,16 @@ impl CaptureWriter {
         self.seg_dropped = 0;
         self.seg_sampled_out = 0;
         self.journal_frames = 0;
+        if self.opts.layout == Layout::Hive {
+            // A rotating writer runs for weeks: keep only the last path, so memory stays flat.
+            self.segments.clear();
+        }
         self.segments.push(dest.clone());
         self.segment_no += 1;
         Ok(Some(dest))
     }
 
-    /// Flushes, writes the last segment, and returns every segment written.
+    /// Flushes, writes the last segment, and returns every segment written (hive layout: the last one).
     pub fn finish(mut self) -> Result<Vec<PathBuf>> {
         if self.journal.is_none() && (self.seg_dropped > 0 || self.seg_sampled_out > 0) {
             // Counts with no frame after them still need a file to say so.

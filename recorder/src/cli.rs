@@ -286,9 +286,18 @@ async fn finish(tap: Tap, writer: crate::tap::TapWriter) -> anyhow::Result<()> {
     let summary = tokio::task::spawn_blocking(move || writer.finish())
         .await
         .context("capture writer")?;
-    let paths: Vec<String> = summary.segments.iter().map(|p| p.display().to_string()).collect();
     // Always on stderr, even with --log: the one line a user looks for.
-    eprintln!("mcptape: recorded {} frame(s) to {}", summary.frames, paths.join(", "));
+    if summary.rotating {
+        eprintln!(
+            "mcptape: recorded {} frame(s) in {} segment(s) under {}",
+            summary.frames,
+            summary.segment_count,
+            summary.dir.display()
+        );
+    } else {
+        let paths: Vec<String> = summary.segments.iter().map(|p| p.display().to_string()).collect();
+        eprintln!("mcptape: recorded {} frame(s) to {}", summary.frames, paths.join(", "));
+    }
     if summary.dropped > 0 {
         eprintln!(
             "mcptape: {} frame(s) could not be recorded (see the gap frames and the file metadata)",

@@ -155,8 +155,14 @@ impl std::fmt::Debug for Tap {
 /// What the writer did, returned when the tap is closed.
 #[derive(Debug, Clone, Default)]
 pub struct TapSummary {
-    /// Segments written.
+    /// Segments written (with rotation on, only the count is kept, so a service's memory stays flat).
     pub segments: Vec<PathBuf>,
+    /// Number of segments written.
+    pub segment_count: u64,
+    /// The capture folder.
+    pub dir: PathBuf,
+    /// Rotation was on (hive layout).
+    pub rotating: bool,
     /// Frames written.
     pub frames: u64,
     /// Frames dropped (queue full or write errors).
@@ -221,7 +227,10 @@ impl Tap {
             rotation: config.rotation,
             sink: config.sink,
             metrics: config.metrics,
+            last_segment: None,
         };
+        worker.summary.dir = config.writer.dir.clone();
+        worker.summary.rotating = worker.rotation.enabled();
         for seg in &leftovers {
             worker.segment_done(seg);
         }
@@ -340,6 +349,7 @@ struct Worker {
     next_rotation: Option<Instant>,
     sink: Option<SinkHandle>,
     metrics: Arc<Metrics>,
+    last_segment: Option<PathBuf>,
 }
 
 impl Worker {
@@ -412,10 +422,10 @@ impl Worker {
         if let Some(w) = self.writer.take() {
             match w.finish() {
                 Ok(segments) => {
-                    for s in segments {
-                        if !self.summary.segments.contains(&s) {
-                            self.segment_done(&s);
-                            self.summary.segments.push(s);
+                    // Only the last one is new: earlier ones were announced at their rotation.
+                    if let Some(s) = segments.last() {
+                        if !self.summary.segments.contains(s) && self.last_segment.as_ref() != Some(s) {
+                            self.segment_done(s);
                         }
                     }
                 }
@@ -448,10 +458,7 @@ impl Worker {
         self.take_sampled_out();
         let Some(w) = &mut self.writer else { return };
         match w.rotate() {
-            Ok(Some(p)) => {
-                self.segment_done(&p);
-                self.summary.segments.push(p);
-            }
+            Ok(Some(p)) => self.segment_done(&p),
             Ok(None) => {}
             Err(e) => self.write_failed(e),
         }
@@ -462,6 +469,12 @@ impl Worker {
     /// A segment is finished: count it and hand it to the sink.
     fn segment_done(&mut self, path: &std::path::Path) {
         self.metrics.segment_written();
+        self.summary.segment_count += 1;
+        if self.rotation.enabled() {
+            self.last_segment = Some(path.to_path_buf());
+        } else {
+            self.summary.segments.push(path.to_path_buf());
+        }
         if let Some(sink) = &self.sink {
             let key = mcptape_datasets::layout::key(self.dir(), path);
             sink.0.on_segment_finished(path, &key);

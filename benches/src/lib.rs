@@ -12,6 +12,7 @@
 //! harness time, so the two always measure the same code.
 
 pub mod e2e;
+pub mod soak;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -114,7 +114,10 @@ impl SoakResult {
     }
 }
 
-fn read_http(r: &mut impl BufRead) -> Option<(String, Vec<(String, String)>, Vec<u8>)> {
+/// A status or request line, headers (lower-case names) and body.
+type HttpMessage = (String, Vec<(String, String)>, Vec<u8>);
+
+fn read_http(r: &mut impl BufRead) -> Option<HttpMessage> {
     let mut first = String::new();
     if r.read_line(&mut first).ok()? == 0 {
         return None;
@@ -160,7 +163,10 @@ fn upstream() -> anyhow::Result<SocketAddr> {
                         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                         out.len()
                     );
-                    if w.write_all(head.as_bytes()).and_then(|()| w.write_all(out.as_bytes())).is_err() {
+                    if w.write_all(head.as_bytes())
+                        .and_then(|()| w.write_all(out.as_bytes()))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -209,7 +215,10 @@ fn check_new_segments(
     let mut files = Vec::new();
     walk(out, &mut files);
     for (p, _) in files {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if !name.ends_with(".parquet") || name.starts_with('.') || seen.contains(&p) {
             continue;
         }
@@ -247,10 +256,21 @@ pub fn run(mcptape: &Path, scratch: &Path, opts: &SoakOptions) -> anyhow::Result
     let out = scratch.join("soak-captures");
     let secs = |d: Duration| format!("{}ms", d.as_millis());
     let mut child = std::process::Command::new(mcptape)
-        .args(["record", "--listen", "127.0.0.1:0", "--upstream", &format!("http://{up}/mcp")])
+        .args([
+            "record",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &format!("http://{up}/mcp"),
+        ])
         .arg("--out")
         .arg(&out)
-        .args(["--rotate-every", &secs(opts.rotate_every), "--retain-age", &secs(opts.retain_age)])
+        .args([
+            "--rotate-every",
+            &secs(opts.rotate_every),
+            "--retain-age",
+            &secs(opts.retain_age),
+        ])
         .args(["--metrics", "127.0.0.1:0"])
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -327,7 +347,10 @@ pub fn run(mcptape: &Path, scratch: &Path, opts: &SoakOptions) -> anyhow::Result
         result.samples.push(Sample {
             at_s: began.elapsed().as_secs_f64(),
             disk: files.iter().map(|f| f.1).sum(),
-            segments: files.iter().filter(|f| f.0.extension().is_some_and(|e| e == "parquet")).count(),
+            segments: files
+                .iter()
+                .filter(|f| f.0.extension().is_some_and(|e| e == "parquet"))
+                .count(),
             rss_kib: rss_kib(pid),
         });
         eprintln!(
@@ -363,13 +386,18 @@ pub fn run(mcptape: &Path, scratch: &Path, opts: &SoakOptions) -> anyhow::Result
     result.segments_seen = seen.len();
     let mut files = Vec::new();
     walk(&out, &mut files);
-    result.segments_left = files.iter().filter(|f| f.0.extension().is_some_and(|e| e == "parquet")).count();
+    result.segments_left = files
+        .iter()
+        .filter(|f| f.0.extension().is_some_and(|e| e == "parquet"))
+        .count();
     for (session, mut ranges) in seqs {
         ranges.sort_unstable();
         let mut next = 0u64;
         for (first, last, count) in ranges {
             if first != next || last - first + 1 != count {
-                result.seq_breaks.push(format!("{session}: expected seq {next}, segment has {first}..={last} ({count} frames)"));
+                result.seq_breaks.push(format!(
+                    "{session}: expected seq {next}, segment has {first}..={last} ({count} frames)"
+                ));
             }
             next = last + 1;
         }
@@ -378,5 +406,7 @@ pub fn run(mcptape: &Path, scratch: &Path, opts: &SoakOptions) -> anyhow::Result
 }
 
 fn nix_term(pid: u32) {
-    let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
 }

@@ -237,7 +237,10 @@ mod tests {
         assert_eq!(swept.held, 1);
         assert!(!a.exists() && b.exists() && !c.exists() && j.exists());
         assert!(!d.join("date=2026-01-01/hour=00").exists(), "empty partition removed");
-        assert!(d.join("date=2026-01-01/hour=02").exists(), "the journal keeps its partition");
+        assert!(
+            d.join("date=2026-01-01/hour=02").exists(),
+            "the journal keeps its partition"
+        );
         // Within the size limit now: nothing more goes.
         let swept = enforce(d, &r, &|_| true, SystemTime::now()).unwrap();
         assert!(swept.deleted.is_empty());

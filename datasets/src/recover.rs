@@ -44,7 +44,11 @@ fn with_suffix(journal_path: &Path, suffix: &str, unhide: bool) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let stem = name.strip_suffix(journal::SUFFIX).unwrap_or(&name);
-    let stem = if unhide { stem.strip_prefix('.').unwrap_or(stem) } else { stem };
+    let stem = if unhide {
+        stem.strip_prefix('.').unwrap_or(stem)
+    } else {
+        stem
+    };
     journal_path.with_file_name(format!("{stem}{suffix}"))
 }
 

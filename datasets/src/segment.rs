@@ -68,7 +68,10 @@ pub fn write_segment<'a>(
 /// `.NAME.tmp` next to `dest`: hidden, so a reader listing the folder (Spark, Trino) never picks up a half-written
 /// file, and in the same folder, so the rename is atomic.
 fn tmp_path(dest: &Path) -> PathBuf {
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     dest.with_file_name(format!(".{name}.tmp"))
 }
 

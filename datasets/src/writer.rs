@@ -219,7 +219,10 @@ impl CaptureWriter {
             return Ok(None);
         };
         let journal_path = journal.finish()?;
-        let dest = self.dest.take().unwrap_or_else(|| crate::recover::segment_path(&journal_path));
+        let dest = self
+            .dest
+            .take()
+            .unwrap_or_else(|| crate::recover::segment_path(&journal_path));
         let mut meta = self.opts.meta.clone();
         meta.dropped_frames = self.seg_dropped;
         meta.sampled_out_sessions = self.seg_sampled_out;

@@ -262,17 +262,13 @@ async fn run_unix(listen: PathBuf, args: RecordArgs, log: Log) -> anyhow::Result
         }
     };
     let service = Service::start(metrics, &tap, true, &log);
-    let served = crate::unix::serve(
-        listener,
+    let opts = crate::unix::UnixOptions {
         listen,
         upstream,
-        tap.clone(),
-        args.max_frame,
-        args.grace,
-        log,
-        stop,
-    )
-    .await;
+        max_frame: args.max_frame,
+        grace: args.grace,
+    };
+    let served = crate::unix::serve(listener, opts, tap.clone(), log, stop).await;
     service.stop().await;
     finish(tap, writer).await?;
     served?;

@@ -163,14 +163,44 @@ mod tests {
         let (_d, p) = write(
             "out = \"/var/lib/cap\"\nrotate-every = \"1m\"\nlossless = true\nsample = 0.5\ncommand = [\"srv\", \"--x\"]\n",
         );
-        let got = expand(os(&["mcptape", "record", "--config", p.to_str().unwrap(), "--sample", "0.1"])).unwrap();
+        let got = expand(os(&[
+            "mcptape",
+            "record",
+            "--config",
+            p.to_str().unwrap(),
+            "--sample",
+            "0.1",
+        ]))
+        .unwrap();
         let want = os(&[
-            "mcptape", "record", "--lossless", "--out", "/var/lib/cap", "--rotate-every", "1m", "--sample", "0.5",
-            "--config", p.to_str().unwrap(), "--sample", "0.1", "--", "srv", "--x",
+            "mcptape",
+            "record",
+            "--lossless",
+            "--out",
+            "/var/lib/cap",
+            "--rotate-every",
+            "1m",
+            "--sample",
+            "0.5",
+            "--config",
+            p.to_str().unwrap(),
+            "--sample",
+            "0.1",
+            "--",
+            "srv",
+            "--x",
         ]);
         assert_eq!(got, want);
         // A command on the command line wins over the file's.
-        let got = expand(os(&["mcptape", "record", "--config", p.to_str().unwrap(), "--", "other"])).unwrap();
+        let got = expand(os(&[
+            "mcptape",
+            "record",
+            "--config",
+            p.to_str().unwrap(),
+            "--",
+            "other",
+        ]))
+        .unwrap();
         assert_eq!(got.last().unwrap(), "other");
         assert!(!got.contains(&OsString::from("srv")));
         // No --config, or another command: unchanged.
@@ -181,17 +211,32 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_name_the_file_and_key() {
         let (_d, p) = write("rotate-evry = \"1m\"\n");
-        let e = format!("{:#}", expand(os(&["m", "record", "--config", p.to_str().unwrap()])).unwrap_err());
-        assert!(e.contains("record.toml") && e.contains("unknown key `rotate-evry`"), "{e}");
+        let e = format!(
+            "{:#}",
+            expand(os(&["m", "record", "--config", p.to_str().unwrap()])).unwrap_err()
+        );
+        assert!(
+            e.contains("record.toml") && e.contains("unknown key `rotate-evry`"),
+            "{e}"
+        );
         let (_d, p) = write("rotate-every = \"soon\"\n");
-        let e = format!("{:#}", expand(os(&["m", "record", "--config", p.to_str().unwrap()])).unwrap_err());
+        let e = format!(
+            "{:#}",
+            expand(os(&["m", "record", "--config", p.to_str().unwrap()])).unwrap_err()
+        );
         assert!(e.contains("record.toml") && e.contains("`rotate-every`"), "{e}");
         assert_eq!(e.lines().count(), 1, "{e}");
         let (_d, p) = write("lossless = \"yes\"\n");
-        let e = format!("{:#}", expand(os(&["m", "record", "--config", p.to_str().unwrap()])).unwrap_err());
+        let e = format!(
+            "{:#}",
+            expand(os(&["m", "record", "--config", p.to_str().unwrap()])).unwrap_err()
+        );
         assert!(e.contains("`lossless`: expected true or false"), "{e}");
         let (_d, p) = write("out = [\n");
-        let e = format!("{:#}", expand(os(&["m", "record", "--config", p.to_str().unwrap()])).unwrap_err());
+        let e = format!(
+            "{:#}",
+            expand(os(&["m", "record", "--config", p.to_str().unwrap()])).unwrap_err()
+        );
         assert!(e.contains("record.toml"), "{e}");
         assert_eq!(e.lines().count(), 1, "{e}");
     }

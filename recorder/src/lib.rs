@@ -14,11 +14,11 @@ pub mod metrics;
 pub mod paths;
 pub mod rotation;
 pub mod sample;
+pub mod service;
 pub mod sink;
 pub mod stdio;
 pub mod tap;
 pub mod unix;
-pub mod service;
 
 pub use cli::{RecordArgs, run};
 pub use tap::{Observed, SessionTap, Tap, TapConfig, TapSummary, TapWriter};

@@ -177,7 +177,10 @@ impl Metrics {
         let m = lock(&self.by_method);
         let mut names: Vec<&String> = m.methods.keys().collect();
         names.sort();
-        let _ = writeln!(out, "# HELP mcptape_frames_total Frames recorded, by direction and method.");
+        let _ = writeln!(
+            out,
+            "# HELP mcptape_frames_total Frames recorded, by direction and method."
+        );
         let _ = writeln!(out, "# TYPE mcptape_frames_total counter");
         for (i, dir) in ["c2s", "s2c"].into_iter().enumerate() {
             for name in &names {
@@ -194,7 +197,11 @@ impl Metrics {
         let _ = writeln!(out, "# HELP mcptape_bytes_total Payload bytes recorded, by direction.");
         let _ = writeln!(out, "# TYPE mcptape_bytes_total counter");
         for (dir, c) in [("c2s", &self.bytes_c2s), ("s2c", &self.bytes_s2c)] {
-            let _ = writeln!(out, "mcptape_bytes_total{{direction=\"{dir}\"}} {}", c.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "mcptape_bytes_total{{direction=\"{dir}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
         }
         let _ = writeln!(
             out,
@@ -215,8 +222,16 @@ impl Metrics {
                 "mcptape_upstream_latency_seconds_bucket{{method=\"{method}\",le=\"+Inf\"}} {}",
                 h.count
             );
-            let _ = writeln!(out, "mcptape_upstream_latency_seconds_sum{{method=\"{method}\"}} {}", h.sum);
-            let _ = writeln!(out, "mcptape_upstream_latency_seconds_count{{method=\"{method}\"}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "mcptape_upstream_latency_seconds_sum{{method=\"{method}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "mcptape_upstream_latency_seconds_count{{method=\"{method}\"}} {}",
+                h.count
+            );
         }
         drop(m);
         let lag = match self.pending_since_ns.load(Ordering::Relaxed) {
@@ -225,14 +240,54 @@ impl Metrics {
         };
         let backlog = lock(&self.sink).as_ref().map_or(0, |s| s.backlog_segments());
         let simple: [(&str, &str, &str, String); 8] = [
-            ("mcptape_sessions_open", "gauge", "Sessions the tap is carrying now.", self.sessions_open.load(Ordering::Relaxed).max(0).to_string()),
-            ("mcptape_sessions_total", "counter", "Sessions seen (kept or sampled out).", self.sessions_total.load(Ordering::Relaxed).to_string()),
-            ("mcptape_sessions_sampled_out_total", "counter", "Sessions forwarded but not recorded (--sample).", self.sampled_out.load(Ordering::Relaxed).to_string()),
-            ("mcptape_frames_dropped_total", "counter", "Frames that could not be recorded (queue full, write errors).", self.dropped.load(Ordering::Relaxed).to_string()),
-            ("mcptape_journal_lag_seconds", "gauge", "Age of the oldest frame not yet in the journal.", lag.to_string()),
-            ("mcptape_segments_written_total", "counter", "Parquet segments finished.", self.segments.load(Ordering::Relaxed).to_string()),
-            ("mcptape_retention_deleted_segments_total", "counter", "Segments deleted by local retention.", self.retention_deleted.load(Ordering::Relaxed).to_string()),
-            ("mcptape_upload_backlog_segments", "gauge", "Finished segments waiting for upload.", backlog.to_string()),
+            (
+                "mcptape_sessions_open",
+                "gauge",
+                "Sessions the tap is carrying now.",
+                self.sessions_open.load(Ordering::Relaxed).max(0).to_string(),
+            ),
+            (
+                "mcptape_sessions_total",
+                "counter",
+                "Sessions seen (kept or sampled out).",
+                self.sessions_total.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "mcptape_sessions_sampled_out_total",
+                "counter",
+                "Sessions forwarded but not recorded (--sample).",
+                self.sampled_out.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "mcptape_frames_dropped_total",
+                "counter",
+                "Frames that could not be recorded (queue full, write errors).",
+                self.dropped.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "mcptape_journal_lag_seconds",
+                "gauge",
+                "Age of the oldest frame not yet in the journal.",
+                lag.to_string(),
+            ),
+            (
+                "mcptape_segments_written_total",
+                "counter",
+                "Parquet segments finished.",
+                self.segments.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "mcptape_retention_deleted_segments_total",
+                "counter",
+                "Segments deleted by local retention.",
+                self.retention_deleted.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "mcptape_upload_backlog_segments",
+                "gauge",
+                "Finished segments waiting for upload.",
+                backlog.to_string(),
+            ),
         ];
         for (name, kind, help, value) in simple {
             let _ = writeln!(out, "# HELP {name} {help}");
@@ -284,7 +339,11 @@ pub async fn serve(
                 let metrics = metrics.clone();
                 async move {
                     let (status, ctype, body) = match req.uri().path() {
-                        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", metrics.render()),
+                        "/metrics" => (
+                            StatusCode::OK,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                            metrics.render(),
+                        ),
                         "/healthz" => match metrics.health() {
                             Ok(()) => (StatusCode::OK, "text/plain; charset=utf-8", "ok\n".to_string()),
                             Err(e) => (
@@ -293,7 +352,11 @@ pub async fn serve(
                                 format!("capture write failing: {e}\n"),
                             ),
                         },
-                        _ => (StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found: try /metrics or /healthz\n".to_string()),
+                        _ => (
+                            StatusCode::NOT_FOUND,
+                            "text/plain; charset=utf-8",
+                            "not found: try /metrics or /healthz\n".to_string(),
+                        ),
                     };
                     let mut r = Response::new(Full::new(Bytes::from(body)));
                     *r.status_mut() = status;

@@ -73,7 +73,9 @@ pub fn recover_leftovers(dir: &Path, log: &Log) -> Vec<PathBuf> {
                     segment.display()
                 ));
             }
-            Err(e) => log.line(&format!("cannot recover a leftover journal: {e}; run `mcptape dataset recover`")),
+            Err(e) => log.line(&format!(
+                "cannot recover a leftover journal: {e}; run `mcptape dataset recover`"
+            )),
         }
     }
     out

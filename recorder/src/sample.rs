@@ -24,7 +24,9 @@ impl Sampler {
     /// A sampler keeping `fraction` (0 to 1) of sessions.
     pub fn new(fraction: f64) -> Result<Self, String> {
         if !(0.0..=1.0).contains(&fraction) {
-            return Err(format!("--sample {fraction}: expected a fraction from 0 to 1 (0.1 keeps 10% of sessions)"));
+            return Err(format!(
+                "--sample {fraction}: expected a fraction from 0 to 1 (0.1 keeps 10% of sessions)"
+            ));
         }
         Ok(Sampler { fraction })
     }

@@ -389,12 +389,26 @@ pub(crate) fn pump(
 /// Client → child. Ends at client EOF (or when the child stops reading), closing the child's stdin.
 fn pump_client(child_in: ChildStdin, tap: &SessionTap, max_frame: usize) {
     let stdin = std::io::stdin();
-    pump(stdin.lock(), child_in, tap, Direction::C2s, max_frame, b"{\"stream\":\"stdin\"}");
+    pump(
+        stdin.lock(),
+        child_in,
+        tap,
+        Direction::C2s,
+        max_frame,
+        b"{\"stream\":\"stdin\"}",
+    );
 }
 
 /// Child → client. Ends when the child closes its stdout.
 fn pump_server(child_out: ChildStdout, tap: &SessionTap, max_frame: usize) {
-    pump(child_out, std::io::stdout(), tap, Direction::S2c, max_frame, b"{\"stream\":\"stdout\"}");
+    pump(
+        child_out,
+        std::io::stdout(),
+        tap,
+        Direction::S2c,
+        max_frame,
+        b"{\"stream\":\"stdout\"}",
+    );
 }
 
 /// Child stderr → our stderr, and each line as a lifecycle frame.

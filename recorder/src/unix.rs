@@ -59,18 +59,34 @@ struct Live {
     conns: Mutex<HashMap<u64, (UnixStream, UnixStream)>>,
 }
 
+/// Where the unix-socket tap listens and forwards, and its limits.
+#[derive(Debug, Clone)]
+pub struct UnixOptions {
+    /// The listening socket's path (removed at exit).
+    pub listen: PathBuf,
+    /// The upstream socket's path.
+    pub upstream: PathBuf,
+    /// Messages longer than this are recorded in parts.
+    pub max_frame: usize,
+    /// At shutdown, how long open connections have to end before they are cut.
+    pub grace: Duration,
+}
+
 /// Serves until `stop` completes, then waits up to `grace` for open connections to end, cuts the rest, and
 /// removes the socket file. The caller finishes the capture.
 pub async fn serve(
     listener: UnixListener,
-    listen: PathBuf,
-    upstream: PathBuf,
+    opts: UnixOptions,
     tap: Tap,
-    max_frame: usize,
-    grace: Duration,
     log: Log,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let UnixOptions {
+        listen,
+        upstream,
+        max_frame,
+        grace,
+    } = opts;
     eprintln!("mcptape: listening on unix:{}", listen.display());
     log.line(&format!("forwarding to unix:{}", upstream.display()));
     let mut stop = std::pin::pin!(stop);
@@ -103,8 +119,13 @@ pub async fn serve(
         };
         let n = next.fetch_add(1, Ordering::Relaxed);
         let id: Arc<str> = Arc::from(format!("{prefix}-{n}"));
-        let (tap, live, count_tx, upstream, log) =
-            (tap.clone(), live.clone(), count_tx.clone(), upstream.clone(), log.clone());
+        let (tap, live, count_tx, upstream, log) = (
+            tap.clone(),
+            live.clone(),
+            count_tx.clone(),
+            upstream.clone(),
+            log.clone(),
+        );
         count_tx.send_modify(|c| *c += 1);
         std::thread::Builder::new()
             .name("mcptape-unix".into())
@@ -117,18 +138,22 @@ pub async fn serve(
     drop(listener);
     let _ = std::fs::remove_file(&listen);
     log.line("shutting down: waiting for open connections");
-    if tokio::time::timeout(grace, count_rx.wait_for(|c| *c == 0)).await.is_err() {
-        let conns = live.conns.lock().unwrap_or_else(|e| e.into_inner());
-        log.line(&format!(
-            "{} connection(s) still open after {}: cut",
-            conns.len(),
-            humantime::format_duration(grace)
-        ));
-        for (a, b) in conns.values() {
-            let _ = a.shutdown(std::net::Shutdown::Both);
-            let _ = b.shutdown(std::net::Shutdown::Both);
+    if tokio::time::timeout(grace, count_rx.wait_for(|c| *c == 0))
+        .await
+        .is_err()
+    {
+        {
+            let conns = live.conns.lock().unwrap_or_else(|e| e.into_inner());
+            log.line(&format!(
+                "{} connection(s) still open after {}: cut",
+                conns.len(),
+                humantime::format_duration(grace)
+            ));
+            for (a, b) in conns.values() {
+                let _ = a.shutdown(std::net::Shutdown::Both);
+                let _ = b.shutdown(std::net::Shutdown::Both);
+            }
         }
-        drop(conns);
         let _ = tokio::time::timeout(Duration::from_secs(3), count_rx.wait_for(|c| *c == 0)).await;
     }
     Ok(())
@@ -165,12 +190,28 @@ fn connection(
     session.observe(Direction::C2s, Some(lifecycle::START), Bytes::from(start.to_string()));
     let c2s = {
         let session = session.clone();
-        std::thread::Builder::new().name("mcptape-unix-c2s".into()).spawn(move || {
-            pump(&client2, &up2, &session, Direction::C2s, max_frame, b"{\"stream\":\"client\"}");
-            let _ = up2.shutdown(std::net::Shutdown::Write);
-        })
+        std::thread::Builder::new()
+            .name("mcptape-unix-c2s".into())
+            .spawn(move || {
+                pump(
+                    &client2,
+                    &up2,
+                    &session,
+                    Direction::C2s,
+                    max_frame,
+                    b"{\"stream\":\"client\"}",
+                );
+                let _ = up2.shutdown(std::net::Shutdown::Write);
+            })
     };
-    pump(&up, &client, &session, Direction::S2c, max_frame, b"{\"stream\":\"upstream\"}");
+    pump(
+        &up,
+        &client,
+        &session,
+        Direction::S2c,
+        max_frame,
+        b"{\"stream\":\"upstream\"}",
+    );
     let _ = client.shutdown(std::net::Shutdown::Write);
     if let Ok(t) = c2s {
         let _ = t.join();

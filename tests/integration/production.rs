@@ -88,7 +88,11 @@ impl Svc {
             if let Some(s) = child.try_wait().unwrap() {
                 break s;
             }
-            assert!(Instant::now() < deadline, "no exit on SIGTERM: {}", self.stderr.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "no exit on SIGTERM: {}",
+                self.stderr.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         std::thread::sleep(Duration::from_millis(50));
@@ -167,7 +171,16 @@ fn size_rotation_writes_a_hive_layout_that_verifies_with_seq_continuing_across_s
         ));
     }
     let mut child = mcptape()
-        .args(["record", "--out", out.to_str().unwrap(), "--rotate-size", "4KiB", "--lossless", "--", "cat"])
+        .args([
+            "record",
+            "--out",
+            out.to_str().unwrap(),
+            "--rotate-size",
+            "4KiB",
+            "--lossless",
+            "--",
+            "cat",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -178,7 +191,11 @@ fn size_rotation_writes_a_hive_layout_that_verifies_with_seq_continuing_across_s
     let o = child.wait_with_output().unwrap();
     feeder.join().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(o.stdout.iter().filter(|b| **b == b'\n').count(), 300, "cat's output relayed");
+    assert_eq!(
+        o.stdout.iter().filter(|b| **b == b'\n').count(),
+        300,
+        "cat's output relayed"
+    );
     assert!(stderr(&o).contains("segment(s) under"), "{}", stderr(&o));
     let segs = segments(&out);
     assert!(segs.len() > 3, "rotated by size: {segs:?}");
@@ -194,8 +211,14 @@ fn size_rotation_writes_a_hive_layout_that_verifies_with_seq_continuing_across_s
     let o = run(&["dataset", "verify", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let all = frames(&out);
-    let messages = all.iter().filter(|f| f.kind != mcptape_datasets::Kind::Lifecycle).count();
-    assert_eq!(messages, 600, "every message in both directions, none lost between segments");
+    let messages = all
+        .iter()
+        .filter(|f| f.kind != mcptape_datasets::Kind::Lifecycle)
+        .count();
+    assert_eq!(
+        messages, 600,
+        "every message in both directions, none lost between segments"
+    );
     assert_seq_continuity(&all);
     // pyarrow reads the folder as one table partitioned by date and hour.
     let script = r#"
@@ -203,7 +226,10 @@ import sys, pyarrow.dataset as ds
 t = ds.dataset(sys.argv[1], format="parquet", partitioning="hive").to_table()
 print(t.num_rows, sorted(set(t.column("date").to_pylist()))[0][:2], "hour" in t.column_names)
 "#;
-    let o = Command::new(python()).args(["-c", script, out.to_str().unwrap()]).output().unwrap();
+    let o = Command::new(python())
+        .args(["-c", script, out.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(text.starts_with(&format!("{} 20 True", all.len())), "{text}");
@@ -243,12 +269,18 @@ fn a_killed_rotating_recorder_is_recovered_by_dataset_recover_and_by_a_restart()
     let journals = files_ending(&out, ".journal");
     assert_eq!(journals.len(), 1);
     let name = journals[0].file_name().unwrap().to_string_lossy().into_owned();
-    assert!(name.starts_with(".cat-"), "the open journal is hidden from data readers: {name}");
+    assert!(
+        name.starts_with(".cat-"),
+        "the open journal is hidden from data readers: {name}"
+    );
     let o = run(&["dataset", "recover", out_s]);
     assert!(o.status.success(), "{}", stderr(&o));
     let recovered = frames(&out);
     assert!(recovered.len() >= 80, "{}", recovered.len());
-    assert!(segments(&out)[0].parent().unwrap().to_string_lossy().contains("/hour="), "recovered into its partition");
+    assert!(
+        segments(&out)[0].parent().unwrap().to_string_lossy().contains("/hour="),
+        "recovered into its partition"
+    );
 
     // Killed again; this time the next start of the recorder finishes the leftover journal itself.
     kill_mid_capture(25);
@@ -271,7 +303,10 @@ fn a_killed_rotating_recorder_is_recovered_by_dataset_recover_and_by_a_restart()
 
 // ---- a small Streamable HTTP upstream -----------------------------------------------------------------------
 
-fn read_http(s: &mut impl BufRead) -> Option<(String, Vec<(String, String)>, Vec<u8>)> {
+/// A status or request line, headers (lower-case names) and body.
+type HttpMessage = (String, Vec<(String, String)>, Vec<u8>);
+
+fn read_http(s: &mut impl BufRead) -> Option<HttpMessage> {
     let mut first = String::new();
     if s.read_line(&mut first).ok()? == 0 {
         return None;
@@ -322,9 +357,19 @@ fn upstream() -> SocketAddr {
                             ("200 OK", String::new(), res.to_string())
                         }
                     };
-                    let ctype = if out.is_empty() { "" } else { "Content-Type: application/json\r\n" };
-                    let head = format!("HTTP/1.1 {status}\r\n{ctype}{extra}Content-Length: {}\r\n\r\n", out.len());
-                    if w.write_all(head.as_bytes()).and_then(|()| w.write_all(out.as_bytes())).is_err() {
+                    let ctype = if out.is_empty() {
+                        ""
+                    } else {
+                        "Content-Type: application/json\r\n"
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\n{ctype}{extra}Content-Length: {}\r\n\r\n",
+                        out.len()
+                    );
+                    if w.write_all(head.as_bytes())
+                        .and_then(|()| w.write_all(out.as_bytes()))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -346,7 +391,10 @@ fn post(addr: SocketAddr, session: Option<&str>, body: &str) -> (u16, Option<Str
     let mut r = BufReader::new(s);
     let (first, headers, body) = read_http(&mut r).unwrap();
     let status = first.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let sid = headers.iter().find(|(k, _)| k == "mcp-session-id").map(|(_, v)| v.clone());
+    let sid = headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .map(|(_, v)| v.clone());
     (status, sid, String::from_utf8(body).unwrap())
 }
 
@@ -358,7 +406,11 @@ fn session(addr: SocketAddr, name: &str, calls: usize) {
     let (status, sid, body) = post(addr, None, &init);
     assert_eq!(status, 200, "{body}");
     let sid = sid.expect("the server assigns a session");
-    let (status, _, _) = post(addr, Some(&sid), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let (status, _, _) = post(
+        addr,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    );
     assert_eq!(status, 202);
     for i in 1..=calls {
         let call = format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"echo"}}}}"#);
@@ -373,7 +425,10 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
     write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
     let mut r = BufReader::new(s);
     let (first, _, body) = read_http(&mut r).unwrap();
-    (first.split_whitespace().nth(1).unwrap().parse().unwrap(), String::from_utf8(body).unwrap())
+    (
+        first.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        String::from_utf8(body).unwrap(),
+    )
 }
 
 #[test]
@@ -382,8 +437,19 @@ fn metrics_parsed_by_the_prometheus_parser_agree_with_the_capture_and_sighup_rot
     let out = dir.path().join("caps");
     let up = format!("http://{}/mcp", upstream());
     let tap = Svc::start(&[
-        "record", "--out", out.to_str().unwrap(), "--listen", "127.0.0.1:0", "--upstream", &up,
-        "--rotate-every", "1h", "--metrics", "127.0.0.1:0", "--grace", "2s",
+        "record",
+        "--out",
+        out.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &up,
+        "--rotate-every",
+        "1h",
+        "--metrics",
+        "127.0.0.1:0",
+        "--grace",
+        "2s",
     ]);
     let metrics = tap.metrics.clone().unwrap();
     assert_eq!(http_get(&metrics, "/healthz"), (200, "ok\n".into()));
@@ -398,7 +464,11 @@ fn metrics_parsed_by_the_prometheus_parser_agree_with_the_capture_and_sighup_rot
     assert_eq!(status, 200);
     let err = tap.stop();
     assert!(err.contains("SIGHUP: rotating"), "{err}");
-    assert_eq!(segments(&out).len(), 1, "nothing after the rotation: no second, empty segment");
+    assert_eq!(
+        segments(&out).len(),
+        1,
+        "nothing after the rotation: no second, empty segment"
+    );
 
     let script = r#"
 import sys, json
@@ -418,7 +488,11 @@ print(json.dumps(out))
         .unwrap();
     py.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let o = py.wait_with_output().unwrap();
-    assert!(o.status.success(), "the Prometheus parser rejected the exposition: {}\n{text}", stderr(&o));
+    assert!(
+        o.status.success(),
+        "the Prometheus parser rejected the exposition: {}\n{text}",
+        stderr(&o)
+    );
     let samples: Vec<(String, String, BTreeMap<String, String>, f64)> = serde_json::from_slice(&o.stdout).unwrap();
     let get = |name: &str, labels: &[(&str, &str)]| -> f64 {
         samples
@@ -431,7 +505,8 @@ print(json.dumps(out))
     let all = frames(&out);
     let mut by: BTreeMap<(String, String), f64> = BTreeMap::new();
     for f in &all {
-        *by.entry((f.direction.as_str().to_string(), f.method.clone().unwrap_or_default())).or_default() += 1.0;
+        *by.entry((f.direction.as_str().to_string(), f.method.clone().unwrap_or_default()))
+            .or_default() += 1.0;
     }
     let mut from_metrics: BTreeMap<(String, String), f64> = BTreeMap::new();
     for (_, n, l, v) in &samples {
@@ -449,16 +524,26 @@ print(json.dumps(out))
         .filter(|f| f.direction == Direction::S2c && f.method.as_deref() == Some("tools/call"))
         .count();
     assert_eq!(calls, 3 + 4 + 5 + 6);
-    assert_eq!(get("mcptape_upstream_latency_seconds_count", &[("method", "tools/call")]), calls as f64);
     assert_eq!(
-        get("mcptape_upstream_latency_seconds_bucket", &[("method", "tools/call"), ("le", "+Inf")]),
+        get("mcptape_upstream_latency_seconds_count", &[("method", "tools/call")]),
+        calls as f64
+    );
+    assert_eq!(
+        get(
+            "mcptape_upstream_latency_seconds_bucket",
+            &[("method", "tools/call"), ("le", "+Inf")]
+        ),
         calls as f64
     );
     assert_eq!(get("mcptape_sessions_total", &[]), 4.0);
     assert_eq!(get("mcptape_frames_dropped_total", &[]), 0.0);
     assert_eq!(get("mcptape_segments_written_total", &[]), 1.0);
     assert_eq!(get("mcptape_upload_backlog_segments", &[]), 0.0);
-    assert!(samples.iter().any(|s| s.1 == "mcptape_journal_lag_seconds" && s.0 == "gauge"));
+    assert!(
+        samples
+            .iter()
+            .any(|s| s.1 == "mcptape_journal_lag_seconds" && s.0 == "gauge")
+    );
     assert!(samples.iter().any(|s| s.1 == "mcptape_sessions_open" && s.0 == "gauge"));
 }
 
@@ -470,8 +555,17 @@ fn sampling_through_two_taps_keeps_the_same_whole_sessions() {
     for tap_no in 0..2 {
         let out = dir.path().join(format!("tap{tap_no}"));
         let tap = Svc::start(&[
-            "record", "--out", out.to_str().unwrap(), "--listen", "127.0.0.1:0", "--upstream", &up,
-            "--sample", "0.5", "--rotate-size", "2KiB",
+            "record",
+            "--out",
+            out.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &up,
+            "--sample",
+            "0.5",
+            "--rotate-size",
+            "2KiB",
         ]);
         // Every session works through the tap, recorded or not.
         for c in 0..24 {
@@ -489,7 +583,7 @@ fn sampling_through_two_taps_keeps_the_same_whole_sessions() {
             assert_eq!((inits, calls), (2, 4), "session {sid} is recorded whole");
         }
         assert_seq_continuity(&all);
-        let sampled_out: u64 = Scan::new(&[out.clone()])
+        let sampled_out: u64 = Scan::new(std::slice::from_ref(&out))
             .unwrap()
             .metas()
             .unwrap()
@@ -530,7 +624,11 @@ fn echo_server(path: &Path) {
 fn unix_socket_tap_from_a_config_file_relays_ndjson_byte_exact_one_session_per_connection() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let (up, listen, out) = (dir.path().join("up.sock"), dir.path().join("tap.sock"), dir.path().join("caps"));
+    let (up, listen, out) = (
+        dir.path().join("up.sock"),
+        dir.path().join("tap.sock"),
+        dir.path().join("caps"),
+    );
     echo_server(&up);
     let config = dir.path().join("record.toml");
     std::fs::write(
@@ -554,7 +652,8 @@ fn unix_socket_tap_from_a_config_file_relays_ndjson_byte_exact_one_session_per_c
         let mut w = s.try_clone().unwrap();
         let mut r = BufReader::new(s);
         for i in 0..=conn {
-            let msg = format!("{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"tools/call\",\"params\":{{\"c\":{conn}}}}}");
+            let msg =
+                format!("{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"tools/call\",\"params\":{{\"c\":{conn}}}}}");
             writeln!(w, "{msg}").unwrap();
             let mut line = String::new();
             r.read_line(&mut line).unwrap();
@@ -580,8 +679,12 @@ fn unix_socket_tap_from_a_config_file_relays_ndjson_byte_exact_one_session_per_c
     };
     assert_eq!((calls(Direction::C2s), calls(Direction::S2c)), (sent, sent));
     assert_seq_continuity(&all);
-    let metas = Scan::new(&[out.clone()]).unwrap().metas().unwrap();
-    assert!(metas.iter().all(|(_, m, _)| m.transport == "unix" && m.target.starts_with("unix:")));
+    let metas = Scan::new(std::slice::from_ref(&out)).unwrap().metas().unwrap();
+    assert!(
+        metas
+            .iter()
+            .all(|(_, m, _)| m.transport == "unix" && m.target.starts_with("unix:"))
+    );
 }
 
 #[test]
@@ -598,7 +701,15 @@ fn production_flags_are_checked_with_one_line_errors() {
     assert_eq!(o.status.code(), Some(2));
     let o = run(&["record", "--out", out_s, "--metrics", "0.0.0.0:0", "--", "true"]);
     assert_one_line_error(&o, 2, &["--metrics", "--allow-remote"]);
-    let o = run(&["record", "--out", out_s, "--listen", "unix:/nonexistent-dir/x.sock", "--upstream", "http://127.0.0.1:9/"]);
+    let o = run(&[
+        "record",
+        "--out",
+        out_s,
+        "--listen",
+        "unix:/nonexistent-dir/x.sock",
+        "--upstream",
+        "http://127.0.0.1:9/",
+    ]);
     assert_one_line_error(&o, 2, &["--upstream", "unix:PATH"]);
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "listen = \"127.0.0.1:0\"\nrotate_every = \"1m\"\n").unwrap();

@@ -213,7 +213,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for s in SCENARIOS {
         let named = args.scenarios.iter().any(|n| n == s.name);
-        if (!args.scenarios.is_empty() && !named) || (s.opt_in && !named) {
+        // Opt-in scenarios run only when named; the others when named or when none is.
+        if !(named || (args.scenarios.is_empty() && !s.opt_in)) {
             continue;
         }
         eprintln!("harness: running {} ...", s.name);
@@ -1392,32 +1393,6 @@ fn load(ctx: &Ctx) -> anyhow::Result<Outcome> {
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_read_well() {
-        assert_eq!(number(1_234_567.8), "1,234,568");
-        assert_eq!(number(999.4), "999");
-        assert_eq!(number(12.34), "12.3");
-        assert_eq!(number(0.01234), "0.012");
-    }
-
-    #[test]
-    fn shell_words_are_quoted_when_needed() {
-        assert_eq!(shell_word("--quick"), "--quick");
-        assert_eq!(shell_word("a b"), "'a b'");
-        assert_eq!(shell_word("it's"), r"'it'\''s'");
-    }
-
-    #[test]
-    fn the_args_parse() {
-        use clap::CommandFactory;
-        Args::command().debug_assert();
-    }
-}
-
 // ---- end to end: soak ----
 
 /// `mcptape record --listen` as a service for `--minutes`: rotation every minute, retention, checks from outside.
@@ -1448,14 +1423,20 @@ fn soak(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let settled: Vec<_> = r.samples.iter().filter(|s| s.at_s >= settled_at).collect();
     let warm: Vec<_> = r.samples.iter().filter(|s| s.at_s >= 60.0).collect();
     out.rows.push(row("requests answered", r.requests as f64, "requests"));
-    out.rows.push(row("segments written and verified", r.segments_seen as f64, "files"));
-    out.rows.push(row("segments failing verify", r.segments_failed.len() as f64, "files"));
-    out.rows.push(row("sessions with seq breaks", r.seq_breaks.len() as f64, "sessions"));
-    out.rows.push(row("tools/call frames recorded", r.calls_recorded as f64, "frames"));
-    out.rows.push(row("segments on disk at the end", r.segments_left as f64, "files"));
+    out.rows
+        .push(row("segments written and verified", r.segments_seen as f64, "files"));
+    out.rows
+        .push(row("segments failing verify", r.segments_failed.len() as f64, "files"));
+    out.rows
+        .push(row("sessions with seq breaks", r.seq_breaks.len() as f64, "sessions"));
+    out.rows
+        .push(row("tools/call frames recorded", r.calls_recorded as f64, "frames"));
+    out.rows
+        .push(row("segments on disk at the end", r.segments_left as f64, "files"));
     if let (Some(first), Some(last)) = (settled.first(), settled.last()) {
         let max = settled.iter().map(|s| s.disk).max().unwrap_or(0);
-        out.rows.push(row("disk when retention settled", first.disk as f64 / 1024.0, "KiB"));
+        out.rows
+            .push(row("disk when retention settled", first.disk as f64 / 1024.0, "KiB"));
         out.rows.push(row("disk max after that", max as f64 / 1024.0, "KiB"));
         out.rows.push(row("disk at the end", last.disk as f64 / 1024.0, "KiB"));
     } else {
@@ -1466,9 +1447,11 @@ fn soak(ctx: &Ctx) -> anyhow::Result<Outcome> {
     }
     if let (Some(first), Some(last)) = (warm.first(), warm.last()) {
         let max = warm.iter().map(|s| s.rss_kib).max().unwrap_or(0);
-        out.rows.push(row("RSS after 1 min", first.rss_kib as f64 / 1024.0, "MiB"));
+        out.rows
+            .push(row("RSS after 1 min", first.rss_kib as f64 / 1024.0, "MiB"));
         out.rows.push(row("RSS max", max as f64 / 1024.0, "MiB"));
-        out.rows.push(row("RSS at the end", last.rss_kib as f64 / 1024.0, "MiB"));
+        out.rows
+            .push(row("RSS at the end", last.rss_kib as f64 / 1024.0, "MiB"));
     }
     out.notes.push(format!(
         "soak: {} sessions on keep-alive connections to an in-process upstream, --rotate-every 1m --retain-age {}s; \
@@ -1479,4 +1462,30 @@ fn soak(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let failures = r.failures(&opts);
     anyhow::ensure!(failures.is_empty(), "soak checks failed: {}", failures.join("; "));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(number(1_234_567.8), "1,234,568");
+        assert_eq!(number(999.4), "999");
+        assert_eq!(number(12.34), "12.3");
+        assert_eq!(number(0.01234), "0.012");
+    }
+
+    #[test]
+    fn shell_words_are_quoted_when_needed() {
+        assert_eq!(shell_word("--quick"), "--quick");
+        assert_eq!(shell_word("a b"), "'a b'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn the_args_parse() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
 }

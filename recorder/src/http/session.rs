@@ -382,9 +382,14 @@ mod tests {
         let s = Sessions::new(tap.clone(), true, Duration::ZERO);
         for i in 0..1000 {
             let open = s.mcp(&format!("server-assigned-{i}"), Instant::now());
-            for (n, dir) in [Direction::C2s, Direction::S2c, Direction::C2s, Direction::S2c].into_iter().enumerate() {
+            for (n, dir) in [Direction::C2s, Direction::S2c, Direction::C2s, Direction::S2c]
+                .into_iter()
+                .enumerate()
+            {
                 let body = match dir {
-                    Direction::C2s => format!(r#"{{"jsonrpc":"2.0","id":{n},"method":"tools/call","params":{{"s":{i}}}}}"#),
+                    Direction::C2s => {
+                        format!(r#"{{"jsonrpc":"2.0","id":{n},"method":"tools/call","params":{{"s":{i}}}}}"#)
+                    }
                     Direction::S2c => format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{"s":{i}}}}}"#, n - 1),
                 };
                 let obs = Observed {
@@ -409,7 +414,12 @@ mod tests {
         let summary = writer.finish();
         assert_eq!(summary.dropped, 0);
         let scan = mcptape_datasets::Scan::new(&[dir.to_path_buf()]).unwrap();
-        let sampled_out: u64 = scan.metas().unwrap().iter().map(|(_, m, _)| m.sampled_out_sessions).sum();
+        let sampled_out: u64 = scan
+            .metas()
+            .unwrap()
+            .iter()
+            .map(|(_, m, _)| m.sampled_out_sessions)
+            .sum();
         (scan.frames().unwrap(), sampled_out)
     }
 
@@ -435,7 +445,11 @@ mod tests {
         assert_eq!(ka, kb, "both taps keep the same sessions");
         // The keys are fixed, so this count is too; it must be near 10%.
         assert!((60..=140).contains(&ka.len()), "kept {}", ka.len());
-        assert_eq!(out_a, 1000 - ka.len() as u64, "sampled-out sessions are counted in the metadata");
+        assert_eq!(
+            out_a,
+            1000 - ka.len() as u64,
+            "sampled-out sessions are counted in the metadata"
+        );
         assert_eq!(out_b, out_a, "per-segment counts add up to the same total");
         let segments = mcptape_datasets::scan::discover(&[b.path().to_path_buf()]).unwrap();
         assert!(segments.len() > 1, "the second tap rotated");

@@ -37,6 +37,18 @@ pub struct SoakOptions {
     pub sample_every: Duration,
 }
 
+impl SoakOptions {
+    /// When retention has had a full window to act: retention age plus two rotations.
+    pub fn settled_at(&self) -> Duration {
+        self.retain_age + self.rotate_every * 2
+    }
+
+    /// True when the run is long enough to judge flatness (a settled period and samples after it).
+    pub fn judges_flatness(&self) -> bool {
+        self.duration > self.settled_at() + self.rotate_every + self.sample_every
+    }
+}
+
 /// One sample of the running tap.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
@@ -90,24 +102,31 @@ impl SoakResult {
         if self.dropped > 0 {
             f.push(format!("{} frames dropped", self.dropped));
         }
-        // Flat: after retention has had a full window to act, neither disk nor RSS grows past the first such
-        // sample by more than a margin (one segment's worth of disk; a quarter of RSS plus 16 MiB).
-        let settled_at = (opts.retain_age + opts.rotate_every * 2).as_secs_f64();
-        let settled: Vec<&Sample> = self.samples.iter().filter(|s| s.at_s >= settled_at).collect();
-        if let (Some(first), Some(max_disk), Some(max_rss)) = (
-            settled.first(),
-            settled.iter().map(|s| s.disk).max(),
-            settled.iter().map(|s| s.rss_kib).max(),
+        // Flat: once retention has had a full window to act (`settled_at`), the first rotation period after that
+        // sets a ceiling (its samples cover a whole journal cycle, from just after a rotation to just before the
+        // next); later samples may not exceed it by more than a quarter (RSS: plus 16 MiB).
+        let settled_at = opts.settled_at().as_secs_f64();
+        let period_end = settled_at + opts.rotate_every.as_secs_f64();
+        let first: Vec<&Sample> = self
+            .samples
+            .iter()
+            .filter(|s| s.at_s >= settled_at && s.at_s < period_end)
+            .collect();
+        let later: Vec<&Sample> = self.samples.iter().filter(|s| s.at_s >= period_end).collect();
+        if let (Some(disk), Some(rss)) = (
+            first.iter().map(|s| s.disk).max(),
+            first.iter().map(|s| s.rss_kib).max(),
         ) {
-            let per_segment = first.disk / first.segments.max(1) as u64;
-            if max_disk > first.disk + 2 * per_segment {
-                f.push(format!(
-                    "disk grew under retention: {} B settled, {} B max",
-                    first.disk, max_disk
-                ));
+            if let Some(max) = later.iter().map(|s| s.disk).max().filter(|m| *m > disk + disk / 4) {
+                f.push(format!("disk grew under retention: {disk} B ceiling, {max} B later"));
             }
-            if max_rss > first.rss_kib + first.rss_kib / 4 + 16 * 1024 {
-                f.push(format!("RSS grew: {} KiB settled, {} KiB max", first.rss_kib, max_rss));
+            if let Some(max) = later
+                .iter()
+                .map(|s| s.rss_kib)
+                .max()
+                .filter(|m| *m > rss + rss / 4 + 16 * 1024)
+            {
+                f.push(format!("RSS grew: {rss} KiB ceiling, {max} KiB later"));
             }
         }
         f
@@ -277,6 +296,16 @@ pub fn run(mcptape: &Path, scratch: &Path, opts: &SoakOptions) -> anyhow::Result
         .spawn()
         .context("starting mcptape record")?;
     let pid = child.id();
+    // Killed if the soak stops early (an error, a panic); stopped with SIGTERM at the end otherwise.
+    struct KillOnDrop(u32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
+    let guard = KillOnDrop(pid);
     let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
     let (mut listen, mut metrics) = (None, None);
     for line in lines.by_ref() {
@@ -379,6 +408,7 @@ pub fn run(mcptape: &Path, scratch: &Path, opts: &SoakOptions) -> anyhow::Result
     }
     nix_term(pid);
     let status = child.wait()?;
+    std::mem::forget(guard);
     let log = log.join().unwrap_or_default();
     anyhow::ensure!(status.success(), "the tap exited with {status}: {}", log.join("\n"));
     // The last segment, written at exit.

@@ -400,8 +400,15 @@ impl Worker {
                         self.flush();
                     }
                     let size = self.rotation.size;
-                    if size.is_some_and(|max| self.writer.as_ref().is_some_and(|w| w.journal_bytes() >= max)) {
+                    let by_size =
+                        size.is_some_and(|max| self.writer.as_ref().is_some_and(|w| w.journal_bytes() >= max));
+                    // Under steady traffic the receive never times out: check the clock here too.
+                    let by_time = self.next_rotation.is_some_and(|r| Instant::now() >= r);
+                    if by_size || by_time {
                         self.rotate();
+                        if by_time {
+                            self.next_rotation = self.rotation.next_due(std::time::SystemTime::now(), Instant::now());
+                        }
                         pending = false;
                     }
                 }

@@ -1448,7 +1448,7 @@ fn soak(ctx: &Ctx) -> anyhow::Result<Outcome> {
     }
     if !opts.judges_flatness() {
         out.notes.push(format!(
-            "soak: run shorter than retention ({} s) plus three rotations: disk and RSS flatness not judged",
+            "run shorter than retention ({} s) plus three rotations: disk and RSS flatness not judged",
             opts.retain_age.as_secs()
         ));
     }
@@ -1461,7 +1461,7 @@ fn soak(ctx: &Ctx) -> anyhow::Result<Outcome> {
             .push(row("RSS at the end", last.rss_kib as f64 / 1024.0, "MiB"));
     }
     out.notes.push(format!(
-        "soak: {} sessions on keep-alive connections to an in-process upstream, --rotate-every 1m --retain-age {}s; \
+        "{} sessions on keep-alive connections to an in-process upstream, --rotate-every 1m --retain-age {}s; \
          every segment verified with `mcptape dataset verify` as it appeared; disk and RSS sampled every 10 s",
         opts.sessions,
         opts.retain_age.as_secs()
@@ -1469,7 +1469,7 @@ fn soak(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let failures = r.failures(&opts);
     if !failures.is_empty() {
         out.failed = true;
-        out.notes.push(format!("soak: FAILED: {}", failures.join("; ")));
+        out.notes.push(format!("FAILED: {}", failures.join("; ")));
     }
     Ok(out)
 }

@@ -13,6 +13,7 @@
 
 pub mod e2e;
 pub mod fuzz;
+pub mod soak;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

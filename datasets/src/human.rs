@@ -85,3 +85,44 @@ mod tests {
         assert_eq!(timestamp_ns(t), "2026-11-22T07:55:17.000000123Z");
     }
 }
+
+/// Parses a byte size: `1048576`, `512KiB`, `64MiB`, `1GiB`, `10MB` (KB/MB/GB/TB are powers of 1000; K/M/G/T and
+/// KiB/MiB/GiB/TiB powers of 1024; case-insensitive, spaces allowed before the unit).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || format!("`{s}`: expected a size such as 1048576, 512KiB, 64MiB or 1GiB");
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("`{s}`: too large"))
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_parse_with_binary_and_decimal_units() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("64 mib"), Ok(64 << 20));
+        assert_eq!(parse_bytes("2G"), Ok(2 << 30));
+        assert_eq!(parse_bytes("10MB"), Ok(10_000_000));
+        assert!(parse_bytes("ten").is_err());
+        assert!(parse_bytes("5XB").is_err());
+        assert!(parse_bytes("").is_err());
+        assert!(parse_bytes("99999999999TiB").is_err());
+    }
+}

@@ -162,10 +162,14 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, suffix: &str) -> Result<()> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if name.starts_with('.') || name.starts_with('_') {
+        let is_dir = path.is_dir();
+        // Hidden and `_` names are skipped, as Spark and Hive do, except the rotating recorder's in-progress
+        // journals (`.NAME.journal`), which recovery must find.
+        let hidden_journal = !is_dir && suffix == journal::SUFFIX && name.starts_with('.');
+        if (name.starts_with('.') || name.starts_with('_')) && !hidden_journal {
             continue;
         }
-        if path.is_dir() {
+        if is_dir {
             walk(&path, out, suffix)?;
         } else if name.ends_with(suffix) {
             out.push(path);

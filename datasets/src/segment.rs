@@ -1,7 +1,7 @@
 //! Parquet segments: the durable, queryable form of a capture.
 //!
 //! zstd-compressed, with the capture metadata as key-value metadata and the Arrow schema embedded, so that
-//! DuckDB, Spark, pyarrow and this crate all read the same columns and types. Written as `.tmp`, fsynced, renamed.
+//! DuckDB, Spark, pyarrow and this crate all read the same columns and types. Written as a hidden `.NAME.tmp`, fsynced, renamed.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -37,7 +37,7 @@ fn properties(meta: &CaptureMeta) -> WriterProperties {
         .build()
 }
 
-/// Writes `batches` as a Parquet segment at `dest` (via `dest.tmp`), mode 0600.
+/// Writes `batches` as a Parquet segment at `dest` (via a hidden `.NAME.tmp` beside it), mode 0600.
 pub fn write_segment<'a>(
     dest: &Path,
     meta: &CaptureMeta,
@@ -80,10 +80,14 @@ fn write_tmp_and_publish<'a>(
     Ok(rows)
 }
 
+/// `.NAME.tmp` next to `dest`: hidden, so a reader listing the folder (Spark, Trino) never picks up a half-written
+/// file, and in the same folder, so the rename is atomic.
 fn tmp_path(dest: &Path) -> PathBuf {
-    let mut s = dest.as_os_str().to_owned();
-    s.push(".tmp");
-    PathBuf::from(s)
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!(".{name}.tmp"))
 }
 
 /// An opened capture segment: its metadata and a reader builder for its batches.

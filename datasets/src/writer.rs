@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::fsx;
 use crate::journal::{self, JournalWriter};
+use crate::layout;
 use crate::meta::CaptureMeta;
 use crate::schema;
 use crate::segment;
@@ -16,6 +17,17 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// After a write error (disk full, file too large), how long frames are dropped before a new journal is tried.
 pub const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
+
+/// Where a [`CaptureWriter`] puts its files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// `DIR/NAME-STAMP-PID-NNNN.parquet`, the journal opened at once beside it (one-off captures).
+    #[default]
+    Flat,
+    /// `DIR/date=YYYY-MM-DD/hour=HH/NAME-START-NNNNNN.parquet` (see [`crate::layout`]); the journal is hidden in
+    /// its partition and opened at the segment's first frame, so an idle period writes no empty segments.
+    Hive,
+}
 
 /// How a [`CaptureWriter`] names and batches its files.
 #[derive(Debug, Clone)]
@@ -30,6 +42,8 @@ pub struct WriterOptions {
     pub batch_rows: usize,
     /// Buffered payload bytes before a flush is forced.
     pub batch_bytes: usize,
+    /// Folder layout and naming.
+    pub layout: Layout,
 }
 
 impl WriterOptions {
@@ -41,6 +55,7 @@ impl WriterOptions {
             meta,
             batch_rows: 4096,
             batch_bytes: 8 << 20,
+            layout: Layout::Flat,
         }
     }
 }
@@ -67,16 +82,26 @@ pub struct CaptureWriter {
     damaged: Vec<(PathBuf, PathBuf)>,
     /// The first write error, noted in the metadata of later segments.
     first_error: Option<String>,
+    /// Where the open journal's segment goes.
+    dest: Option<PathBuf>,
+    /// Frames in the open journal (pending included).
+    journal_frames: u64,
+    /// Drops and sampled-out sessions since the last segment: written into the next one.
+    seg_dropped: u64,
+    seg_sampled_out: u64,
+    /// Frames lost to write errors since the last segment: written into the next one.
+    seg_lost: u64,
 }
 
 impl CaptureWriter {
-    /// Creates the folder and the first journal.
+    /// Creates the folder and (flat layout) the first journal.
     pub fn create(opts: WriterOptions) -> Result<Self> {
         fsx::create_private_dir(&opts.dir).map_err(|e| Error::io(&opts.dir, e))?;
         let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
             .to_string()
             .replace(['-', ':'], "");
         let stem = format!("{}-{}-{}", opts.name, stamp, std::process::id());
+        let flat = opts.layout == Layout::Flat;
         let mut w = CaptureWriter {
             opts,
             stem,
@@ -91,19 +116,53 @@ impl CaptureWriter {
             broken_since: None,
             damaged: Vec::new(),
             first_error: None,
+            dest: None,
+            journal_frames: 0,
+            seg_dropped: 0,
+            seg_sampled_out: 0,
+            seg_lost: 0,
         };
-        w.open_journal()?;
+        if flat {
+            w.open_journal()?;
+        }
         Ok(w)
     }
 
-    fn base(&self) -> PathBuf {
-        self.opts.dir.join(format!("{}-{:04}", self.stem, self.segment_no))
+    /// The journal and segment paths of the next segment.
+    fn next_paths(&mut self) -> Result<(PathBuf, PathBuf)> {
+        match self.opts.layout {
+            Layout::Flat => {
+                let base = self.opts.dir.join(format!("{}-{:04}", self.stem, self.segment_no));
+                let mut j = base.clone().into_os_string();
+                j.push(journal::SUFFIX);
+                let mut d = base.into_os_string();
+                d.push(segment::SUFFIX);
+                Ok((PathBuf::from(j), PathBuf::from(d)))
+            }
+            Layout::Hive => {
+                let now = std::time::SystemTime::now();
+                let part = self.opts.dir.join(layout::partition(now));
+                fsx::create_private_dir(&part).map_err(|e| Error::io(&part, e))?;
+                let stamp = layout::stamp(now);
+                loop {
+                    // A restart within the same second starts numbering at 0 again: skip names in use.
+                    let stem = format!("{}-{stamp}-{:06}", self.opts.name, self.segment_no);
+                    let j = part.join(format!(".{stem}{}", journal::SUFFIX));
+                    let d = part.join(format!("{stem}{}", segment::SUFFIX));
+                    if !j.exists() && !d.exists() {
+                        return Ok((j, d));
+                    }
+                    self.segment_no += 1;
+                }
+            }
+        }
     }
 
     fn open_journal(&mut self) -> Result<()> {
-        let mut path = self.base().into_os_string();
-        path.push(journal::SUFFIX);
-        self.journal = Some(JournalWriter::create(Path::new(&path), &self.opts.meta)?);
+        let (j, d) = self.next_paths()?;
+        self.journal = Some(JournalWriter::create(&j, &self.opts.meta)?);
+        self.dest = Some(d);
+        self.journal_frames = 0;
         Ok(())
     }
 
@@ -112,6 +171,7 @@ impl CaptureWriter {
         self.pending_bytes += frame.payload.len();
         self.pending.push(frame);
         self.frames += 1;
+        self.journal_frames += 1;
         if self.pending.len() >= self.opts.batch_rows || self.pending_bytes >= self.opts.batch_bytes {
             self.flush()?;
         }
@@ -162,6 +222,7 @@ impl CaptureWriter {
 
     fn drop_pending(&mut self) {
         self.lost += self.pending.len() as u64;
+        self.seg_lost += self.pending.len() as u64;
         self.pending.clear();
         self.pending_bytes = 0;
     }
@@ -174,7 +235,11 @@ impl CaptureWriter {
             let journal = j.path().to_path_buf();
             // Dropping the writer may flush a few more bytes; the reader stops at the last complete batch anyway.
             drop(j);
-            self.damaged.push((journal, self.segment_path()));
+            let dest = self
+                .dest
+                .take()
+                .unwrap_or_else(|| crate::recover::segment_path(&journal));
+            self.damaged.push((journal, dest));
             self.segment_no += 1;
         }
     }
@@ -189,16 +254,12 @@ impl CaptureWriter {
         self.first_error.as_deref()
     }
 
-    fn segment_path(&self) -> PathBuf {
-        let mut dest = self.base().into_os_string();
-        dest.push(segment::SUFFIX);
-        PathBuf::from(dest)
-    }
-
-    /// The metadata of segments written from now on: the dropped count and, after a write error, a note.
+    /// The metadata of the next segment: the drops, write losses and sampled-out sessions since the last one (so
+    /// the counts of a folder's segments add up to the run's) and, after a write error, a note.
     fn segment_meta(&self) -> CaptureMeta {
         let mut meta = self.opts.meta.clone();
-        meta.dropped_frames += self.lost;
+        meta.dropped_frames = self.seg_dropped + self.seg_lost;
+        meta.sampled_out_sessions = self.seg_sampled_out;
         if let Some(e) = &self.first_error {
             let note = format!("capture write failed, {} frame(s) not written: {e}", self.lost);
             meta.note = if meta.note.is_empty() {
@@ -208,6 +269,14 @@ impl CaptureWriter {
             };
         }
         meta
+    }
+
+    /// A segment carried the counts: start the next ones from zero.
+    fn segment_written(&mut self) {
+        self.seg_dropped = 0;
+        self.seg_lost = 0;
+        self.seg_sampled_out = 0;
+        self.journal_frames = 0;
     }
 
     /// True when buffered frames have waited `interval` or longer.
@@ -225,9 +294,19 @@ impl CaptureWriter {
         self.journal.as_ref().map_or(0, |j| j.bytes()) + self.pending_bytes as u64
     }
 
-    /// Adds to the dropped-frame count written into the segment metadata.
+    /// Frames in the open segment so far (0 when none is open).
+    pub fn segment_frames(&self) -> u64 {
+        self.journal_frames
+    }
+
+    /// Counts dropped frames into the next segment's metadata (`mcptape.dropped_frames`).
     pub fn add_dropped(&mut self, n: u64) {
-        self.opts.meta.dropped_frames += n;
+        self.seg_dropped += n;
+    }
+
+    /// Counts sessions left out by sampling into the next segment's metadata (`mcptape.sampled_out_sessions`).
+    pub fn add_sampled_out(&mut self, n: u64) {
+        self.seg_sampled_out += n;
     }
 
     /// The capture folder.
@@ -235,7 +314,8 @@ impl CaptureWriter {
         &self.opts.dir
     }
 
-    /// Closes the current journal into a Parquet segment; the next frame opens a new journal.
+    /// Closes the current journal into a Parquet segment; the next frame opens a new journal. `None` when no
+    /// segment was open (nothing recorded since the last one).
     pub fn rotate(&mut self) -> Result<Option<PathBuf>> {
         let flushed = self.flush();
         if self.broken_since.is_some() {
@@ -248,11 +328,20 @@ impl CaptureWriter {
         let Some(journal) = self.journal.take() else {
             return Ok(None);
         };
-        let dest = self.segment_path();
+        let journal_path = journal.path().to_path_buf();
+        let dest = self
+            .dest
+            .take()
+            .unwrap_or_else(|| crate::recover::segment_path(&journal_path));
         self.segment_no += 1;
         let meta = self.segment_meta();
         match journal.finish().and_then(|p| finalize_journal(&p, &dest, &meta)) {
             Ok(_) => {
+                self.segment_written();
+                if self.opts.layout == Layout::Hive {
+                    // A rotating writer runs for weeks: keep only the last path, so memory stays flat.
+                    self.segments.clear();
+                }
                 self.segments.push(dest.clone());
                 Ok(Some(dest))
             }
@@ -280,6 +369,7 @@ impl CaptureWriter {
                 Ok(rows) => {
                     let _ = std::fs::remove_file(&journal_path);
                     if rows > 0 {
+                        self.segment_written();
                         self.segments.push(dest);
                     }
                 }
@@ -293,8 +383,15 @@ impl CaptureWriter {
         first
     }
 
-    /// Flushes, writes the last segment, and returns every segment written.
+    /// Flushes, writes the last segment, and returns every segment written (hive layout: the last one).
     pub fn finish(mut self) -> Result<Vec<PathBuf>> {
+        if self.journal.is_none()
+            && self.broken_since.is_none()
+            && (self.seg_dropped > 0 || self.seg_sampled_out > 0 || self.seg_lost > 0)
+        {
+            // Counts with no frame after them still need a file to say so.
+            self.open_journal()?;
+        }
         let r = self.rotate();
         let damaged = self.finish_damaged();
         r?;

@@ -13,6 +13,7 @@ use mcptape_datasets::{CaptureMeta, Transport, WriterOptions};
 use crate::http;
 use crate::log::Log;
 use crate::paths;
+use crate::service::{Service, ServiceArgs};
 use crate::stdio::{self, Shutdown};
 use crate::tap::{SessionTap, Tap, TapConfig};
 
@@ -24,8 +25,15 @@ use crate::tap::{SessionTap, Tap, TapConfig};
 ///
 /// HTTP, SSE, WebSocket: `--listen` makes it a reverse proxy for the `--upstream` endpoint; point the client at
 /// the printed address instead. Runs until SIGINT/SIGTERM, then finishes the capture and exits 0.
+///
+/// Unix sockets: `--listen unix:PATH --upstream unix:PATH` relays newline-delimited JSON-RPC (the stdio framing);
+/// each connection is a session.
 #[derive(Debug, Args)]
 pub struct RecordArgs {
+    /// Read flags from a TOML file: each key is a flag's long name (`rotate-every = "1m"`, `lossless = true`,
+    /// `command = ["npx", "server"]`); flags given on the command line win. Unknown keys are an error.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Capture folder (created 0700). Default: $XDG_DATA_HOME/mcptape/captures or ~/.local/share/mcptape/captures.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -40,6 +48,8 @@ pub struct RecordArgs {
     pub log: Option<PathBuf>,
     #[command(flatten)]
     pub redaction: RedactionArgs,
+    #[command(flatten)]
+    pub service: ServiceArgs,
     /// After the client closes stdin, how long the server has to exit before SIGTERM (then SIGKILL as long again).
     /// With --listen: after SIGINT/SIGTERM, how long open exchanges (event streams included) have to finish.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
@@ -49,7 +59,8 @@ pub struct RecordArgs {
     pub max_frame: usize,
     /// Record a remote server or gateway: listen on ADDR (PORT, HOST:PORT or [V6]:PORT; the host defaults to
     /// 127.0.0.1, port 0 picks a free one) as a reverse proxy for --upstream. The bound address is printed on
-    /// stderr as `mcptape: listening on http://HOST:PORT`.
+    /// stderr as `mcptape: listening on http://HOST:PORT`. `unix:PATH` listens on a unix socket (0600) and
+    /// relays NDJSON to `--upstream unix:PATH`.
     #[arg(
         long,
         value_name = "ADDR",
@@ -58,11 +69,11 @@ pub struct RecordArgs {
         help_heading = "HTTP tap"
     )]
     pub listen: Option<String>,
-    /// The MCP endpoint --listen forwards to: an http://, https://, ws:// or wss:// URL.
+    /// The MCP endpoint --listen forwards to: an http://, https://, ws:// or wss:// URL, or unix:PATH.
     #[arg(long, value_name = "URL", requires = "listen", help_heading = "HTTP tap")]
     pub upstream: Option<String>,
-    /// Allow --listen on an address other machines can reach (a warning is logged).
-    #[arg(long, requires = "listen", help_heading = "HTTP tap")]
+    /// Allow --listen and --metrics on an address other machines can reach (a warning is logged).
+    #[arg(long, help_heading = "HTTP tap")]
     pub allow_remote: bool,
     /// Largest request body accepted from a client (413 beyond).
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20, help_heading = "HTTP tap")]
@@ -102,12 +113,23 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         Some(p) => Log::file(p).with_context(|| format!("{}: cannot open log file", p.display()))?,
         None => Log::stderr(),
     };
-    if args.listen.is_some() {
+    args.service.validate()?;
+    if let Some(listen) = &args.listen {
+        if let Some(path) = crate::unix::parse(listen) {
+            return run_unix(path, args, log).await;
+        }
         return run_http(args, log).await;
     }
     let out = out_dir(&args)?;
     let rules = args.redaction.rules();
-    let signals = stdio::Signals::install();
+    let rotating = args.service.rotation().enabled();
+    // With rotation on, SIGHUP rotates the capture; otherwise it is forwarded to the child like the others.
+    let signals = if rotating {
+        stdio::Signals::install_without_hup()
+    } else {
+        stdio::Signals::install()
+    };
+    let metrics = Service::bind(&args.service, args.allow_remote).await?;
     // Start the server first: if it cannot start, nothing is written.
     let spawned = match stdio::spawn(&args.command) {
         Ok(s) => s,
@@ -126,6 +148,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     meta.redaction = rules.describe();
     let mut config = TapConfig::new(WriterOptions::new(&out, name, meta), rules);
     config.lossless = args.lossless;
+    args.service.apply(&mut config);
     let (tap, writer) = match Tap::start(config, log.clone()) {
         Ok(t) => t,
         Err(e) => {
@@ -133,13 +156,17 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             return Err(e).context("cannot start the capture");
         }
     };
+    let service = Service::start(metrics, &tap, rotating, &log);
     let session = SessionTap::new(tap.clone(), stdio::session_id(), Transport::Stdio);
+    let ended = session.clone();
     let shutdown = Shutdown {
         grace: args.grace,
         kill_after: args.grace,
         ..Shutdown::default()
     };
     let outcome = stdio::relay(spawned, session, args.max_frame, shutdown, signals, log.clone()).await;
+    ended.end();
+    service.stop().await;
     finish(tap, writer).await?;
     Ok(ExitCode::from(outcome.code))
 }
@@ -160,7 +187,7 @@ fn out_dir(args: &RecordArgs) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// `record --listen ADDR --upstream URL`: the HTTP tap. Runs until SIGINT/SIGTERM/SIGHUP, exits 0.
+/// `record --listen ADDR --upstream URL`: the HTTP tap. Runs until SIGINT/SIGTERM, exits 0; SIGHUP rotates.
 async fn run_http(args: RecordArgs, log: Log) -> anyhow::Result<ExitCode> {
     let stop = http::shutdown_signal();
     let listen = http::parse_listen(args.listen.as_deref().unwrap_or_default()).map_err(anyhow::Error::msg)?;
@@ -178,6 +205,7 @@ async fn run_http(args: RecordArgs, log: Log) -> anyhow::Result<ExitCode> {
     let out = out_dir(&args)?;
     let rules = args.redaction.rules();
     let listener = http::bind(listen, &log).await?;
+    let metrics = Service::bind(&args.service, args.allow_remote).await?;
     let name = args
         .name
         .as_deref()
@@ -188,7 +216,9 @@ async fn run_http(args: RecordArgs, log: Log) -> anyhow::Result<ExitCode> {
     meta.redaction = rules.describe();
     let mut config = TapConfig::new(WriterOptions::new(&out, name, meta), rules.clone());
     config.lossless = args.lossless;
+    args.service.apply(&mut config);
     let (tap, writer) = Tap::start(config, log.clone()).context("cannot start the capture")?;
+    let service = Service::start(metrics, &tap, true, &log);
     let opts = http::HttpOptions {
         listen,
         upstream,
@@ -206,6 +236,50 @@ async fn run_http(args: RecordArgs, log: Log) -> anyhow::Result<ExitCode> {
         rules,
     };
     let served = http::serve(listener, opts, tap.clone(), log, stop).await;
+    service.stop().await;
+    finish(tap, writer).await?;
+    served?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `record --listen unix:PATH --upstream unix:PATH`: NDJSON over unix sockets. Runs until SIGINT/SIGTERM, exits 0;
+/// SIGHUP rotates.
+async fn run_unix(listen: PathBuf, args: RecordArgs, log: Log) -> anyhow::Result<ExitCode> {
+    let stop = http::shutdown_signal();
+    let upstream_arg = args.upstream.as_deref().unwrap_or_default();
+    let upstream = crate::unix::parse(upstream_arg).with_context(|| {
+        format!("--upstream {upstream_arg}: with --listen unix:PATH the upstream must be unix:PATH too")
+    })?;
+    let out = out_dir(&args)?;
+    let rules = args.redaction.rules();
+    let listener = crate::unix::bind(&listen)?;
+    let metrics = Service::bind(&args.service, args.allow_remote).await?;
+    let name = args.name.as_deref().map(paths::sanitize).unwrap_or_else(|| {
+        let file = upstream.file_name().map(|f| f.to_string_lossy().into_owned());
+        paths::sanitize(&file.unwrap_or_else(|| "unix".into()))
+    });
+    let mut meta = CaptureMeta::new("unix", &format!("unix:{}", upstream.display()));
+    meta.name = name.clone();
+    meta.redaction = rules.describe();
+    let mut config = TapConfig::new(WriterOptions::new(&out, name, meta), rules);
+    config.lossless = args.lossless;
+    args.service.apply(&mut config);
+    let (tap, writer) = match Tap::start(config, log.clone()) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = std::fs::remove_file(&listen);
+            return Err(e).context("cannot start the capture");
+        }
+    };
+    let service = Service::start(metrics, &tap, true, &log);
+    let opts = crate::unix::UnixOptions {
+        listen,
+        upstream,
+        max_frame: args.max_frame,
+        grace: args.grace,
+    };
+    let served = crate::unix::serve(listener, opts, tap.clone(), log, stop).await;
+    service.stop().await;
     finish(tap, writer).await?;
     served?;
     Ok(ExitCode::SUCCESS)
@@ -218,9 +292,18 @@ async fn finish(tap: Tap, writer: crate::tap::TapWriter) -> anyhow::Result<()> {
     let summary = tokio::task::spawn_blocking(move || writer.finish())
         .await
         .context("capture writer")?;
-    let paths: Vec<String> = summary.segments.iter().map(|p| p.display().to_string()).collect();
     // Always on stderr, even with --log: the one line a user looks for.
-    eprintln!("mcptape: recorded {} frame(s) to {}", summary.frames, paths.join(", "));
+    if summary.rotating {
+        eprintln!(
+            "mcptape: recorded {} frame(s) in {} segment(s) under {}",
+            summary.frames,
+            summary.segment_count,
+            summary.dir.display()
+        );
+    } else {
+        let paths: Vec<String> = summary.segments.iter().map(|p| p.display().to_string()).collect();
+        eprintln!("mcptape: recorded {} frame(s) to {}", summary.frames, paths.join(", "));
+    }
     if summary.dropped > 0 {
         eprintln!(
             "mcptape: {} frame(s) could not be recorded (see the gap frames and the file metadata)",

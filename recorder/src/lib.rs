@@ -7,11 +7,18 @@
 //! (drop-and-count when full, or backpressure with `--lossless`).
 
 pub mod cli;
+pub mod config;
 pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod paths;
+pub mod rotation;
+pub mod sample;
+pub mod service;
+pub mod sink;
 pub mod stdio;
 pub mod tap;
+pub mod unix;
 
 pub use cli::{RecordArgs, run};
 pub use tap::{Observed, SessionTap, Tap, TapConfig, TapSummary, TapWriter};

@@ -149,6 +149,16 @@ pub struct Signals {
 }
 
 impl Signals {
+    /// SIGINT and SIGTERM only: SIGHUP is left to a handler that rotates the capture instead of forwarding it.
+    pub fn install_without_hup() -> Self {
+        use tokio::signal::unix::SignalKind;
+        Signals {
+            int: signal(SignalKind::interrupt()),
+            term: signal(SignalKind::terminate()),
+            hup: None,
+        }
+    }
+
     /// Installs the handlers (needs a tokio runtime).
     pub fn install() -> Self {
         use tokio::signal::unix::SignalKind;
@@ -351,50 +361,53 @@ fn record(framer: &mut NdjsonFramer, chunk: Option<&Bytes>, tap: &SessionTap, di
     }
 }
 
-/// Client → child. Ends at client EOF (or when the child stops reading), closing the child's stdin.
-fn pump_client(mut child_in: ChildStdin, tap: &SessionTap, max_frame: usize) {
-    let stdin = std::io::stdin();
-    let mut input = stdin.lock();
+/// Relays `from` → `to` byte for byte until `from` ends, framing each chunk into NDJSON messages for the tap
+/// just before writing it on (so the capture's order is causal). When `to` stops accepting (the peer went away),
+/// keeps reading and recording so the writer of `from` never blocks on a full pipe. Records an `eof` lifecycle
+/// frame with payload `eof` at the end. Shared by the stdio relay and the unix-socket tap.
+pub(crate) fn pump(
+    mut from: impl Read,
+    mut to: impl Write,
+    tap: &SessionTap,
+    dir: Direction,
+    max_frame: usize,
+    eof: &'static [u8],
+) {
     let mut buf = BytesMut::with_capacity(CHUNK);
     let mut framer = NdjsonFramer::new(max_frame);
-    let mut child_open = true;
-    while let Some(chunk) = read_chunk(&mut input, &mut buf) {
-        record(&mut framer, Some(&chunk), tap, Direction::C2s);
-        if child_open && child_in.write_all(&chunk).and_then(|()| child_in.flush()).is_err() {
-            // The child stopped reading (it exited): keep recording what the client sends.
-            child_open = false;
+    let mut open = true;
+    while let Some(chunk) = read_chunk(&mut from, &mut buf) {
+        record(&mut framer, Some(&chunk), tap, dir);
+        if open && to.write_all(&chunk).and_then(|()| to.flush()).is_err() {
+            open = false;
         }
     }
-    record(&mut framer, None, tap, Direction::C2s);
-    tap.observe(
+    record(&mut framer, None, tap, dir);
+    tap.observe(dir, Some(lifecycle::EOF), Bytes::from_static(eof));
+}
+
+/// Client → child. Ends at client EOF (or when the child stops reading), closing the child's stdin.
+fn pump_client(child_in: ChildStdin, tap: &SessionTap, max_frame: usize) {
+    let stdin = std::io::stdin();
+    pump(
+        stdin.lock(),
+        child_in,
+        tap,
         Direction::C2s,
-        Some(lifecycle::EOF),
-        Bytes::from_static(b"{\"stream\":\"stdin\"}"),
+        max_frame,
+        b"{\"stream\":\"stdin\"}",
     );
-    drop(child_in);
 }
 
 /// Child → client. Ends when the child closes its stdout.
-fn pump_server(mut child_out: ChildStdout, tap: &SessionTap, max_frame: usize) {
-    let stdout = std::io::stdout();
-    let mut buf = BytesMut::with_capacity(CHUNK);
-    let mut framer = NdjsonFramer::new(max_frame);
-    let mut client_open = true;
-    while let Some(chunk) = read_chunk(&mut child_out, &mut buf) {
-        record(&mut framer, Some(&chunk), tap, Direction::S2c);
-        if client_open {
-            let mut out = stdout.lock();
-            if out.write_all(&chunk).and_then(|()| out.flush()).is_err() {
-                // The client went away; keep draining so the child never blocks on a full pipe.
-                client_open = false;
-            }
-        }
-    }
-    record(&mut framer, None, tap, Direction::S2c);
-    tap.observe(
+fn pump_server(child_out: ChildStdout, tap: &SessionTap, max_frame: usize) {
+    pump(
+        child_out,
+        std::io::stdout(),
+        tap,
         Direction::S2c,
-        Some(lifecycle::EOF),
-        Bytes::from_static(b"{\"stream\":\"stdout\"}"),
+        max_frame,
+        b"{\"stream\":\"stdout\"}",
     );
 }
 

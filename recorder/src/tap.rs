@@ -8,9 +8,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,6 +19,13 @@ use mcptape_datasets::redact::RedactionRules;
 use mcptape_datasets::{CaptureWriter, Direction, Frame, HttpMeta, Kind, Transport, WriterOptions};
 
 use crate::log::Log;
+use crate::metrics::Metrics;
+use crate::rotation::Rotation;
+use crate::sample::Sampler;
+use crate::sink::SinkHandle;
+
+mod session_tap;
+pub use session_tap::SessionTap;
 
 /// Method names of the tap's own lifecycle frames.
 pub mod lifecycle {
@@ -55,6 +62,14 @@ pub struct TapConfig {
     pub flush_interval: Duration,
     /// How long the writer waits for more frames before flushing an idle stream.
     pub idle_flush: Duration,
+    /// Segment rotation and local retention (rotation on means the hive layout).
+    pub rotation: Rotation,
+    /// Which sessions are recorded.
+    pub sample: Sampler,
+    /// Told about every finished segment; asked before retention deletes one (an uploader).
+    pub sink: Option<SinkHandle>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl TapConfig {
@@ -68,6 +83,10 @@ impl TapConfig {
             lossless: false,
             flush_interval: mcptape_datasets::writer::FLUSH_INTERVAL,
             idle_flush: Duration::from_millis(5),
+            rotation: Rotation::default(),
+            sample: Sampler::default(),
+            sink: None,
+            metrics: Arc::default(),
         }
     }
 }
@@ -114,6 +133,10 @@ struct Shared {
     queue_bytes: usize,
     lossless: bool,
     closed: AtomicBool,
+    /// Sessions sampled out since the writer last looked (it writes them into the next segment's metadata).
+    sampled_out: AtomicU64,
+    sample: Sampler,
+    metrics: Arc<Metrics>,
 }
 
 /// The handle adapters use to hand frames to the tap. Cheap to clone; never blocks unless `lossless`.
@@ -135,8 +158,14 @@ impl std::fmt::Debug for Tap {
 /// What the writer did, returned when the tap is closed.
 #[derive(Debug, Clone, Default)]
 pub struct TapSummary {
-    /// Segments written.
+    /// Segments written (with rotation on, only the count is kept, so a service's memory stays flat).
     pub segments: Vec<PathBuf>,
+    /// Number of segments written.
+    pub segment_count: u64,
+    /// The capture folder.
+    pub dir: PathBuf,
+    /// Rotation was on (hive layout).
+    pub rotating: bool,
     /// Frames written.
     pub frames: u64,
     /// Frames dropped (queue full or write errors).
@@ -162,8 +191,17 @@ impl TapWriter {
 }
 
 impl Tap {
-    /// Creates the capture folder and its first journal and starts the writer thread.
-    pub fn start(config: TapConfig, log: Log) -> mcptape_datasets::Result<(Tap, TapWriter)> {
+    /// Creates the capture folder and its first journal and starts the writer thread. With rotation on, the
+    /// capture uses the hive layout and journals a previous run left in the folder are recovered first.
+    pub fn start(mut config: TapConfig, log: Log) -> mcptape_datasets::Result<(Tap, TapWriter)> {
+        let mut leftovers = Vec::new();
+        if config.rotation.enabled() {
+            config.writer.layout = mcptape_datasets::Layout::Hive;
+            if config.writer.dir.is_dir() {
+                leftovers = crate::rotation::recover_leftovers(&config.writer.dir, &log);
+            }
+        }
+        config.metrics.set_sink(config.sink.as_ref().map(|s| s.0.clone()));
         let writer = CaptureWriter::create(config.writer.clone())?;
         let (tx, rx) = sync_channel(config.queue_frames);
         let shared = Arc::new(Shared {
@@ -173,8 +211,11 @@ impl Tap {
             queue_bytes: config.queue_bytes,
             lossless: config.lossless,
             closed: AtomicBool::new(false),
+            sampled_out: AtomicU64::new(0),
+            sample: config.sample,
+            metrics: config.metrics.clone(),
         });
-        let worker = Worker {
+        let mut worker = Worker {
             rx,
             writer: Some(writer),
             annotator: Annotator::new(),
@@ -185,7 +226,17 @@ impl Tap {
             idle_flush: config.idle_flush,
             log,
             summary: TapSummary::default(),
+            next_rotation: config.rotation.next_due(std::time::SystemTime::now(), Instant::now()),
+            rotation: config.rotation,
+            sink: config.sink,
+            metrics: config.metrics,
+            last_segment: None,
         };
+        worker.summary.dir = config.writer.dir.clone();
+        worker.summary.rotating = worker.rotation.enabled();
+        for seg in &leftovers {
+            worker.segment_done(seg);
+        }
         let thread = std::thread::Builder::new()
             .name("mcptape-writer".into())
             .spawn(move || worker.run())
@@ -243,6 +294,23 @@ impl Tap {
         self.shared.queued_bytes.fetch_sub(unqueue, Ordering::Relaxed);
         self.shared.dropped.fetch_add(earlier + 1, Ordering::Relaxed);
         self.shared.dropped_total.fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.dropped(1);
+    }
+
+    /// Decides once, when a session begins, whether it is recorded (`--sample`), and counts it as open. `key` is
+    /// what taps agree on (see [`crate::sample`]). Pair with [`Tap::end_session`].
+    pub fn begin_session(&self, key: &[u8]) -> bool {
+        let keep = self.shared.sample.keeps(key);
+        if !keep {
+            self.shared.sampled_out.fetch_add(1, Ordering::Relaxed);
+        }
+        self.shared.metrics.session_opened(keep);
+        keep
+    }
+
+    /// The tap's counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
     }
 
     /// Frames dropped so far.
@@ -252,6 +320,7 @@ impl Tap {
 
     /// Tells the writer a session ended (frees its correlation state).
     pub fn end_session(&self, session: Arc<str>) {
+        self.shared.metrics.session_closed();
         let _ = self.tx.try_send(Msg::EndSession(session));
     }
 
@@ -279,31 +348,49 @@ struct Worker {
     idle_flush: Duration,
     log: Log,
     summary: TapSummary,
+    rotation: Rotation,
+    next_rotation: Option<Instant>,
+    sink: Option<SinkHandle>,
+    metrics: Arc<Metrics>,
+    last_segment: Option<PathBuf>,
 }
 
 impl Worker {
     fn run(mut self) -> TapSummary {
         let mut pending = false;
         loop {
-            let msg = if pending {
-                match self.rx.recv_timeout(self.idle_flush) {
+            let now = Instant::now();
+            let idle_at = pending.then(|| now + self.idle_flush);
+            let wake = match (idle_at, self.next_rotation) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let msg = match wake {
+                Some(at) => match self.rx.recv_timeout(at.saturating_duration_since(now)) {
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => {
-                        self.flush();
+                        if self.next_rotation.is_some_and(|r| Instant::now() >= r) {
+                            self.rotate();
+                            self.next_rotation = self.rotation.next_due(std::time::SystemTime::now(), Instant::now());
+                        } else {
+                            self.flush();
+                        }
                         pending = false;
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
-                }
-            } else {
-                match self.rx.recv() {
+                },
+                None => match self.rx.recv() {
                     Ok(m) => m,
                     Err(_) => break,
-                }
+                },
             };
             match msg {
                 Msg::Frame { obs, dropped_before } => {
                     self.shared.queued_bytes.fetch_sub(obs.payload.len(), Ordering::Relaxed);
+                    if self.metrics.nothing_pending() {
+                        self.metrics.set_pending_since(obs.ts_ns.max(1));
+                    }
                     if dropped_before > 0 {
                         self.gap(&obs, dropped_before);
                     }
@@ -312,6 +399,18 @@ impl Worker {
                     if self.writer.as_ref().is_some_and(|w| w.flush_due(self.flush_interval)) {
                         self.flush();
                     }
+                    let size = self.rotation.size;
+                    let by_size =
+                        size.is_some_and(|max| self.writer.as_ref().is_some_and(|w| w.journal_bytes() >= max));
+                    // Under steady traffic the receive never times out: check the clock here too.
+                    let by_time = self.next_rotation.is_some_and(|r| Instant::now() >= r);
+                    if by_size || by_time {
+                        self.rotate();
+                        if by_time {
+                            self.next_rotation = self.rotation.next_due(std::time::SystemTime::now(), Instant::now());
+                        }
+                        pending = false;
+                    }
                 }
                 Msg::EndSession(s) => {
                     self.annotator.end_session(&s);
@@ -319,32 +418,27 @@ impl Worker {
                 }
                 Msg::Close => break,
                 Msg::Rotate => {
-                    if let Some(w) = &mut self.writer {
-                        match w.rotate() {
-                            Ok(Some(p)) => self.summary.segments.push(p),
-                            Ok(None) => {}
-                            Err(e) => self.write_failed(e),
-                        }
-                    }
+                    self.rotate();
                     pending = false;
                 }
             }
         }
         // Drops after the last frame still count.
         let tail = self.shared.dropped.swap(0, Ordering::Relaxed);
-        self.summary.dropped += tail;
+        self.count_dropped(tail);
+        self.take_sampled_out();
         if let Some(mut w) = self.writer.take() {
-            // The segment metadata counts queue drops (added here) and frames lost to write errors (the writer's).
-            w.add_dropped(self.summary.dropped);
+            // Frames lost to write errors are the writer's count (its segments' metadata carries them too).
             if let Err(e) = w.flush() {
                 self.note_error(e.to_string());
             }
             self.summary.dropped += w.lost();
             match w.finish() {
                 Ok(segments) => {
-                    for s in segments {
-                        if !self.summary.segments.contains(&s) {
-                            self.summary.segments.push(s);
+                    // Only the last one is new: earlier ones were announced at their rotation.
+                    if let Some(s) = segments.last() {
+                        if !self.summary.segments.contains(s) && self.last_segment.as_ref() != Some(s) {
+                            self.segment_done(s);
                         }
                     }
                 }
@@ -352,7 +446,77 @@ impl Worker {
                 Err(e) => self.note_error(e.to_string()),
             }
         }
+        self.metrics.set_pending_since(0);
         self.summary
+    }
+
+    fn count_dropped(&mut self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.summary.dropped += n;
+        if let Some(w) = &mut self.writer {
+            w.add_dropped(n);
+        }
+    }
+
+    fn take_sampled_out(&mut self) {
+        let n = self.shared.sampled_out.swap(0, Ordering::Relaxed);
+        if let Some(w) = &mut self.writer {
+            w.add_sampled_out(n);
+        }
+    }
+
+    /// Closes the open segment (if any) and applies retention.
+    fn rotate(&mut self) {
+        self.take_sampled_out();
+        let Some(w) = &mut self.writer else { return };
+        match w.rotate() {
+            Ok(Some(p)) => self.segment_done(&p),
+            Ok(None) => {}
+            Err(e) => self.write_failed(e),
+        }
+        self.metrics.set_pending_since(0);
+        self.retain();
+    }
+
+    /// A segment is finished: count it and hand it to the sink.
+    fn segment_done(&mut self, path: &std::path::Path) {
+        self.metrics.segment_written();
+        self.summary.segment_count += 1;
+        if self.rotation.enabled() {
+            self.last_segment = Some(path.to_path_buf());
+        } else {
+            self.summary.segments.push(path.to_path_buf());
+        }
+        if let Some(sink) = &self.sink {
+            let key = mcptape_datasets::layout::key(self.dir(), path);
+            sink.0.on_segment_finished(path, &key);
+        }
+    }
+
+    fn dir(&self) -> &std::path::Path {
+        &self.summary.dir
+    }
+
+    fn retain(&mut self) {
+        if self.rotation.retention.keeps_everything() {
+            return;
+        }
+        let sink = self.sink.clone();
+        let may_delete = |p: &std::path::Path| sink.as_ref().is_none_or(|s| s.0.may_delete(p));
+        match mcptape_datasets::layout::enforce(
+            self.dir(),
+            &self.rotation.retention,
+            &may_delete,
+            std::time::SystemTime::now(),
+        ) {
+            Ok(swept) => {
+                self.metrics.retention_deleted(swept.deleted.len() as u64);
+                self.summary.segments.retain(|s| !swept.deleted.contains(s));
+            }
+            Err(e) => self.log.line(&format!("retention: {e}")),
+        }
     }
 
     fn next_seq(&mut self, session: &Arc<str>) -> u64 {
@@ -363,7 +527,7 @@ impl Worker {
     }
 
     fn gap(&mut self, next: &Observed, dropped: u64) {
-        self.summary.dropped += dropped;
+        self.count_dropped(dropped);
         let gap = Observed {
             lifecycle: Some(lifecycle::GAP),
             payload: Bytes::from(format!("{{\"dropped\":{dropped}}}")),
@@ -413,11 +577,17 @@ impl Worker {
             }
         }
         let Some(w) = &mut self.writer else {
-            self.summary.dropped += 1;
+            self.count_dropped(1);
+            self.metrics.dropped(1);
             return;
         };
+        let (dir, len, latency) = (f.direction, f.payload.len(), f.latency_ns);
+        let method = f.method.clone();
         match w.append(f) {
-            Ok(()) => self.summary.frames += 1,
+            Ok(()) => {
+                self.summary.frames += 1;
+                self.metrics.frame(dir, method.as_deref(), len, latency);
+            }
             Err(e) => self.write_failed(e),
         }
     }
@@ -428,6 +598,7 @@ impl Worker {
                 self.write_failed(e);
             }
         }
+        self.metrics.set_pending_since(0);
     }
 
     fn write_failed(&mut self, e: mcptape_datasets::Error) {
@@ -436,6 +607,7 @@ impl Worker {
     }
 
     fn note_error(&mut self, e: String) {
+        self.metrics.write_failed(&e);
         if self.summary.write_error.is_none() {
             self.log.line(&format!(
                 "capture write failed, frames are being dropped (traffic is not affected; retrying every {} s): {e}",
@@ -443,51 +615,5 @@ impl Worker {
             ));
             self.summary.write_error = Some(e);
         }
-    }
-}
-
-/// A tap and a shared session clock, for adapters that have one session (stdio).
-#[derive(Debug, Clone)]
-pub struct SessionTap {
-    /// The tap.
-    pub tap: Tap,
-    /// The session id.
-    pub session: Arc<str>,
-    /// The transport.
-    pub transport: Transport,
-    start: Instant,
-    lock: Arc<Mutex<()>>,
-}
-
-impl SessionTap {
-    /// A session on `tap`, clocked from now.
-    pub fn new(tap: Tap, session: impl Into<Arc<str>>, transport: Transport) -> Self {
-        SessionTap {
-            tap,
-            session: session.into(),
-            transport,
-            start: Instant::now(),
-            lock: Arc::default(),
-        }
-    }
-
-    /// Observes a message or lifecycle event of this session, stamped now.
-    pub fn observe(&self, direction: Direction, lifecycle: Option<&'static str>, payload: Bytes) {
-        // The lock makes stamping and queueing one step, so seq order matches t_ns order across pump threads.
-        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let t_ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.tap.observe(Observed {
-            session: self.session.clone(),
-            stream_id: 0,
-            direction,
-            transport: self.transport,
-            lifecycle,
-            payload,
-            ts_ns: mcptape_datasets::human::now_ns(),
-            t_ns,
-            http: None,
-            mcp_session: None,
-            protocol_version: None,
-        });
     }
 }

@@ -22,6 +22,7 @@ pub struct Cli {
 enum Command {
     /// Capture MCP traffic through a transparent tap: `mcptape record --out DIR -- SERVER_CMD...` (stdio) or
     /// `mcptape record --listen ADDR --upstream URL` (HTTP, SSE, WebSocket).
+    #[command(args_override_self = true)]
     Record(mcptape_recorder::RecordArgs),
     /// Re-send recorded sessions to a live server and diff the answers: `mcptape replay CAPTURE -- SERVER_CMD...`.
     Replay(mcptape_replayer::ReplayArgs),
@@ -60,7 +61,15 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 /// Parses the command line, runs the command, and maps its outcome to an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `record --config FILE` stands for flags placed before the command line's (which therefore win).
+    let argv = match mcptape_recorder::config::expand(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("mcptape: {}", format!("{e:#}").replace('\n', " "));
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(argv);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

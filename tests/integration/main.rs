@@ -9,6 +9,7 @@ mod frame_cli;
 mod http;
 mod load;
 mod peers;
+mod production;
 mod pyarrow;
 mod record;
 mod replay;

@@ -59,6 +59,12 @@ struct Args {
     /// Folder for the files the storage scenario writes [default: the system temporary folder].
     #[arg(long, value_name = "DIR")]
     scratch: Option<PathBuf>,
+    /// Length of the soak scenario, in minutes.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    minutes: u64,
+    /// Steady request rate of the soak scenario (requests/s, all sessions together).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    rate: u32,
 }
 
 /// One line of the results table.
@@ -78,6 +84,8 @@ struct Row {
 struct Outcome {
     rows: Vec<Row>,
     notes: Vec<String>,
+    /// A check failed (the rows are still shown; the harness exits 1).
+    failed: bool,
 }
 
 /// A named measurement.
@@ -85,6 +93,8 @@ struct Scenario {
     name: &'static str,
     about: &'static str,
     run: fn(&Ctx) -> anyhow::Result<Outcome>,
+    /// Runs only when named with --scenario (long runs).
+    opt_in: bool,
 }
 
 const SCENARIOS: &[Scenario] = &[
@@ -92,36 +102,49 @@ const SCENARIOS: &[Scenario] = &[
         name: "wire",
         about: "in-process: framing, classification, redaction, annotation (baseline: serde_json::Value parse)",
         run: wire,
+        opt_in: false,
     },
     Scenario {
         name: "storage",
         about: "in-process: Arrow batches, journal, Parquet segment, CaptureWriter (baseline: buffered NDJSON file)",
         run: storage,
+        opt_in: false,
     },
     Scenario {
         name: "stdio",
         about: "end to end: round trip and NDJSON throughput through a direct pipe, socat and `mcptape record` (echo server: cat)",
         run: stdio,
+        opt_in: false,
     },
     Scenario {
         name: "load",
         about: "end to end: requests/s of `mcptape load`, oha and wrk against one `mcptape serve` (one-request workload, same connections); RSS of a 60 s load",
         run: load,
+        opt_in: false,
     },
     Scenario {
         name: "http",
         about: "end to end: a small POST directly, through nginx (plain reverse proxy) and through `mcptape record --listen`: added latency and throughput at 16 connections",
         run: http,
+        opt_in: false,
     },
     Scenario {
         name: "fuzz",
         about: "the fuzz targets (envelope, ndjson, sse, journal, parquet, jsonl) for a bounded time each; fails on a crash",
         run: fuzz,
+        opt_in: false,
     },
     Scenario {
         name: "criterion",
         about: "the last `cargo bench -p mcptape-benches` results, read from target/criterion",
         run: criterion,
+        opt_in: false,
+    },
+    Scenario {
+        name: "soak",
+        about: "end to end, opt-in: `mcptape record --listen` for --minutes (default 30) at --rate req/s, rotating every minute under retention: segments verify, seq continuity across segments, disk and RSS flat",
+        run: soak,
+        opt_in: true,
     },
 ];
 
@@ -135,6 +158,8 @@ struct Ctx {
     criterion_dir: PathBuf,
     mix: OnceCell<Vec<(Direction, Bytes)>>,
     frames: OnceCell<Vec<Frame>>,
+    minutes: u64,
+    rate: u32,
 }
 
 impl Ctx {
@@ -186,6 +211,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         criterion_dir: args.criterion_dir.clone().unwrap_or_else(default_criterion_dir),
         mix: OnceCell::new(),
         frames: OnceCell::new(),
+        minutes: args.minutes,
+        rate: args.rate,
     };
 
     let started = Instant::now();
@@ -193,13 +220,16 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut notes = Vec::new();
     let mut failed = false;
     for s in SCENARIOS {
-        if !args.scenarios.is_empty() && !args.scenarios.iter().any(|n| n == s.name) {
+        let named = args.scenarios.iter().any(|n| n == s.name);
+        // Opt-in scenarios run only when named; the others when named or when none is.
+        if !(named || (args.scenarios.is_empty() && !s.opt_in)) {
             continue;
         }
         eprintln!("harness: running {} ...", s.name);
         let t = Instant::now();
         match (s.run)(&ctx) {
             Ok(out) => {
+                failed |= out.failed;
                 rows.extend(out.rows);
                 notes.extend(out.notes.into_iter().map(|n| format!("{}: {n}", s.name)));
             }
@@ -420,6 +450,7 @@ fn wire(ctx: &Ctx) -> anyhow::Result<Outcome> {
     Ok(Outcome {
         rows: rows_for("wire", &measured, Some(WIRE_BASELINE)),
         notes: Vec::new(),
+        failed: false,
     })
 }
 
@@ -478,6 +509,7 @@ fn storage(ctx: &Ctx) -> anyhow::Result<Outcome> {
             ctx.scratch.path().display(),
             fs_type(ctx.scratch.path()).unwrap_or_else(|| "file system unknown".into())
         )],
+        failed: false,
     })
 }
 
@@ -1412,6 +1444,82 @@ fn load(ctx: &Ctx) -> anyhow::Result<Outcome> {
     out.notes.push(format!(
         "memory: `mcptape load --rate 500 -c 32` for {long} s; ratio = late / early RSS (goal within 1.1×)"
     ));
+    Ok(out)
+}
+
+// ---- end to end: soak ----
+
+/// `mcptape record --listen` as a service for `--minutes`: rotation every minute, retention, checks from outside.
+fn soak(ctx: &Ctx) -> anyhow::Result<Outcome> {
+    let mcptape = mcptape_bin()?;
+    let minutes = ctx.minutes.max(1);
+    // Retention keeps a few minutes of segments: long enough to see it delete well within the run.
+    let retain = Duration::from_secs(if minutes >= 10 { 300 } else { 30 });
+    let opts = b::soak::SoakOptions {
+        duration: Duration::from_secs(minutes * 60),
+        rate: ctx.rate.max(1),
+        sessions: 8,
+        rotate_every: Duration::from_secs(60),
+        retain_age: retain,
+        sample_every: Duration::from_secs(10),
+    };
+    let r = b::soak::run(&mcptape, ctx.scratch.path(), &opts)?;
+    let mut out = Outcome::default();
+    let row = |metric, value, unit| Row {
+        scenario: "soak".into(),
+        variant: format!("record --listen, {minutes} min at {} req/s", opts.rate),
+        metric,
+        value,
+        unit,
+        ratio: None,
+    };
+    let settled_at = opts.settled_at().as_secs_f64();
+    let settled: Vec<_> = r.samples.iter().filter(|s| s.at_s >= settled_at).collect();
+    let warm: Vec<_> = r.samples.iter().filter(|s| s.at_s >= 60.0).collect();
+    out.rows.push(row("requests answered", r.requests as f64, "requests"));
+    out.rows
+        .push(row("segments written and verified", r.segments_seen as f64, "files"));
+    out.rows
+        .push(row("segments failing verify", r.segments_failed.len() as f64, "files"));
+    out.rows
+        .push(row("sessions with seq breaks", r.seq_breaks.len() as f64, "sessions"));
+    out.rows
+        .push(row("tools/call frames recorded", r.calls_recorded as f64, "frames"));
+    out.rows.push(row("frames dropped", r.dropped as f64, "frames"));
+    out.rows
+        .push(row("segments on disk at the end", r.segments_left as f64, "files"));
+    if let (Some(first), Some(last)) = (settled.first(), settled.last()) {
+        let max = settled.iter().map(|s| s.disk).max().unwrap_or(0);
+        out.rows
+            .push(row("disk after retention settled", first.disk as f64 / 1024.0, "KiB"));
+        out.rows.push(row("disk max after that", max as f64 / 1024.0, "KiB"));
+        out.rows.push(row("disk at the end", last.disk as f64 / 1024.0, "KiB"));
+    }
+    if !opts.judges_flatness() {
+        out.notes.push(format!(
+            "run shorter than retention ({} s) plus three rotations: disk and RSS flatness not judged",
+            opts.retain_age.as_secs()
+        ));
+    }
+    if let (Some(first), Some(last)) = (warm.first(), warm.last()) {
+        let max = warm.iter().map(|s| s.rss_kib).max().unwrap_or(0);
+        out.rows
+            .push(row("RSS after 1 min", first.rss_kib as f64 / 1024.0, "MiB"));
+        out.rows.push(row("RSS max", max as f64 / 1024.0, "MiB"));
+        out.rows
+            .push(row("RSS at the end", last.rss_kib as f64 / 1024.0, "MiB"));
+    }
+    out.notes.push(format!(
+        "{} sessions on keep-alive connections to an in-process upstream, --rotate-every 1m --retain-age {}s; \
+         every segment verified with `mcptape dataset verify` as it appeared; disk and RSS sampled every 10 s",
+        opts.sessions,
+        opts.retain_age.as_secs()
+    ));
+    let failures = r.failures(&opts);
+    if !failures.is_empty() {
+        out.failed = true;
+        out.notes.push(format!("FAILED: {}", failures.join("; ")));
+    }
     Ok(out)
 }
 

@@ -148,12 +148,12 @@ pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-/// SIGINT, SIGTERM or SIGHUP; the handlers are installed at the call, not at the first poll.
+/// SIGINT or SIGTERM; the handlers are installed at the call, not at the first poll. (SIGHUP rotates the
+/// capture: see [`crate::service`].)
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
     use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt()).ok();
     let mut term = signal(SignalKind::terminate()).ok();
-    let mut hup = signal(SignalKind::hangup()).ok();
     async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
         match s {
             Some(s) => {
@@ -166,7 +166,6 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
         tokio::select! {
             _ = recv(&mut int) => {}
             _ = recv(&mut term) => {}
-            _ = recv(&mut hup) => {}
         }
     }
 }

@@ -47,6 +47,8 @@ struct State {
 pub(crate) struct Session {
     /// The tap-assigned session id.
     pub id: Arc<str>,
+    /// Recorded (`--sample` decided when the session began).
+    pub keep: bool,
     start: Instant,
     streams: AtomicU32,
     stamp: Mutex<()>,
@@ -113,10 +115,14 @@ impl Sessions {
         })
     }
 
-    fn create(&self, kind: &str, key: Key, start: Instant) -> Arc<Session> {
+    /// A new session. `sample_key` is what sampling decides by: `None` for the tap's own id.
+    fn create(&self, kind: &str, key: Key, start: Instant, sample_key: Option<&[u8]>) -> Arc<Session> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let id: Arc<str> = Arc::from(format!("{kind}-{}-{n}", self.prefix));
+        let keep = self.tap.begin_session(sample_key.unwrap_or(id.as_bytes()));
         Arc::new(Session {
-            id: Arc::from(format!("{kind}-{}-{n}", self.prefix)),
+            id,
+            keep,
             start,
             streams: AtomicU32::new(0),
             stamp: Mutex::new(()),
@@ -146,7 +152,8 @@ impl Sessions {
         let mut maps = lock(&self.maps);
         let live = maps.by_mcp.get(id).filter(|s| !lock(&s.state).closing).cloned();
         let s = live.unwrap_or_else(|| {
-            let s = self.create("http", Key::Mcp(id.to_string()), start);
+            // Sampled by the server's Mcp-Session-Id: every tap in front of that server agrees.
+            let s = self.create("http", Key::Mcp(id.to_string()), start, Some(id.as_bytes()));
             maps.by_mcp.insert(id.to_string(), s.clone());
             s
         });
@@ -165,7 +172,9 @@ impl Sessions {
         let mut maps = lock(&self.maps);
         let live = maps.by_client.get(&key).filter(|s| !lock(&s.state).closing).cloned();
         let s = live.unwrap_or_else(|| {
-            let s = self.create("stateless", Key::Client(key), start);
+            // Sampled by the client's identity, stable across taps (unlike `key`, whose hasher is per process).
+            let identity = format!("{ip}\n{}\n{}", auth.unwrap_or(""), agent.unwrap_or(""));
+            let s = self.create("stateless", Key::Client(key), start, Some(identity.as_bytes()));
             maps.by_client.insert(key, s.clone());
             s
         });
@@ -174,13 +183,13 @@ impl Sessions {
 
     /// A new legacy HTTP+SSE session (its endpoint is registered when the server announces it).
     pub fn legacy(self: &Arc<Self>, start: Instant) -> Open {
-        let s = self.create("sse", Key::Legacy(None), start);
+        let s = self.create("sse", Key::Legacy(None), start, None);
         self.open(s)
     }
 
     /// A new WebSocket session.
     pub fn ws(self: &Arc<Self>, start: Instant) -> Open {
-        let s = self.create("ws", Key::Ws, start);
+        let s = self.create("ws", Key::Ws, start, None);
         self.open(s)
     }
 
@@ -289,6 +298,9 @@ impl Sessions {
     /// Stamps and queues a frame of `session`. `at` is when it was seen, if earlier than now (a request held until
     /// its session was known).
     pub fn observe(&self, session: &Session, mut obs: Observed, at: Option<(Instant, i64)>) {
+        if !session.keep {
+            return;
+        }
         let _g = lock(&session.stamp);
         let (when, ts) = at.unwrap_or_else(|| (Instant::now(), mcptape_datasets::human::now_ns()));
         obs.session = session.id.clone();
@@ -351,5 +363,96 @@ mod tests {
         tap.shutdown();
         drop((tap, s));
         writer.finish();
+    }
+
+    /// Records 1,000 sessions through two taps sampling 10%, rotating by size on one of them.
+    fn sampled_capture(dir: &std::path::Path, rotate: bool) -> (Vec<mcptape_datasets::Frame>, u64) {
+        use bytes::Bytes;
+        use mcptape_datasets::{Direction, Transport};
+        let mut config = TapConfig::new(
+            WriterOptions::new(dir, "t", CaptureMeta::new("http", "x")),
+            RedactionRules::default(),
+        );
+        config.lossless = true;
+        config.sample = crate::sample::Sampler::new(0.1).unwrap();
+        if rotate {
+            config.rotation.size = Some(4096);
+        }
+        let (tap, writer) = Tap::start(config, Log::stderr()).unwrap();
+        let s = Sessions::new(tap.clone(), true, Duration::ZERO);
+        for i in 0..1000 {
+            let open = s.mcp(&format!("server-assigned-{i}"), Instant::now());
+            for (n, dir) in [Direction::C2s, Direction::S2c, Direction::C2s, Direction::S2c]
+                .into_iter()
+                .enumerate()
+            {
+                let body = match dir {
+                    Direction::C2s => {
+                        format!(r#"{{"jsonrpc":"2.0","id":{n},"method":"tools/call","params":{{"s":{i}}}}}"#)
+                    }
+                    Direction::S2c => format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{"s":{i}}}}}"#, n - 1),
+                };
+                let obs = Observed {
+                    session: open.session.id.clone(),
+                    stream_id: 1,
+                    direction: dir,
+                    transport: Transport::Http,
+                    lifecycle: None,
+                    payload: Bytes::from(body),
+                    ts_ns: 0,
+                    t_ns: 0,
+                    http: None,
+                    mcp_session: Some(format!("server-assigned-{i}")),
+                    protocol_version: None,
+                };
+                s.observe(&open.session, obs, None);
+            }
+            s.close(&open.session);
+        }
+        tap.shutdown();
+        drop((tap, s));
+        let summary = writer.finish();
+        assert_eq!(summary.dropped, 0);
+        let scan = mcptape_datasets::Scan::new(&[dir.to_path_buf()]).unwrap();
+        let sampled_out: u64 = scan
+            .metas()
+            .unwrap()
+            .iter()
+            .map(|(_, m, _)| m.sampled_out_sessions)
+            .sum();
+        (scan.frames().unwrap(), sampled_out)
+    }
+
+    #[test]
+    fn sampling_ten_percent_of_1000_sessions_keeps_whole_sessions_and_two_taps_agree() {
+        use std::collections::{BTreeMap, BTreeSet};
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (fa, out_a) = sampled_capture(a.path(), false);
+        let (fb, out_b) = sampled_capture(b.path(), true);
+        let kept = |frames: &[mcptape_datasets::Frame]| {
+            // Kept sessions by the (hashed) Mcp-Session-Id, with their seqs in order.
+            let mut m: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+            for f in frames {
+                m.entry(f.mcp_session.clone().unwrap()).or_default().push(f.seq);
+            }
+            for seqs in m.values_mut() {
+                seqs.sort_unstable();
+                assert_eq!(seqs, &vec![0, 1, 2, 3], "a kept session is recorded whole");
+            }
+            m.into_keys().collect::<BTreeSet<_>>()
+        };
+        let (ka, kb) = (kept(&fa), kept(&fb));
+        assert_eq!(ka, kb, "both taps keep the same sessions");
+        // The keys are fixed, so this count is too; it must be near 10%.
+        assert!((60..=140).contains(&ka.len()), "kept {}", ka.len());
+        assert_eq!(
+            out_a,
+            1000 - ka.len() as u64,
+            "sampled-out sessions are counted in the metadata"
+        );
+        assert_eq!(out_b, out_a, "per-segment counts add up to the same total");
+        let segments = mcptape_datasets::scan::discover(&[b.path().to_path_buf()]).unwrap();
+        assert!(segments.len() > 1, "the second tap rotated");
+        assert!(segments.iter().all(|p| p.to_string_lossy().contains("/date=")));
     }
 }

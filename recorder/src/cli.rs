@@ -16,6 +16,7 @@ use crate::paths;
 use crate::service::{Service, ServiceArgs};
 use crate::stdio::{self, Shutdown};
 use crate::tap::{SessionTap, Tap, TapConfig};
+use crate::upload::UploadSink;
 
 /// `mcptape record [OPTIONS] -- CMD [ARGS...]` or `mcptape record --listen ADDR --upstream URL [OPTIONS]`.
 ///
@@ -149,6 +150,10 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     let mut config = TapConfig::new(WriterOptions::new(&out, name, meta), rules);
     config.lossless = args.lossless;
     args.service.apply(&mut config);
+    let upload = UploadSink::start(&args.service, &out)?;
+    if let Some(u) = &upload {
+        config.sink = Some(u.handle());
+    }
     let (tap, writer) = match Tap::start(config, log.clone()) {
         Ok(t) => t,
         Err(e) => {
@@ -168,6 +173,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     ended.end();
     service.stop().await;
     finish(tap, writer).await?;
+    finish_upload(upload, args.grace).await;
     Ok(ExitCode::from(outcome.code))
 }
 
@@ -217,6 +223,10 @@ async fn run_http(args: RecordArgs, log: Log) -> anyhow::Result<ExitCode> {
     let mut config = TapConfig::new(WriterOptions::new(&out, name, meta), rules.clone());
     config.lossless = args.lossless;
     args.service.apply(&mut config);
+    let upload = UploadSink::start(&args.service, &out)?;
+    if let Some(u) = &upload {
+        config.sink = Some(u.handle());
+    }
     let (tap, writer) = Tap::start(config, log.clone()).context("cannot start the capture")?;
     let service = Service::start(metrics, &tap, true, &log);
     let opts = http::HttpOptions {
@@ -238,6 +248,7 @@ async fn run_http(args: RecordArgs, log: Log) -> anyhow::Result<ExitCode> {
     let served = http::serve(listener, opts, tap.clone(), log, stop).await;
     service.stop().await;
     finish(tap, writer).await?;
+    finish_upload(upload, args.grace).await;
     served?;
     Ok(ExitCode::SUCCESS)
 }
@@ -264,6 +275,10 @@ async fn run_unix(listen: PathBuf, args: RecordArgs, log: Log) -> anyhow::Result
     let mut config = TapConfig::new(WriterOptions::new(&out, name, meta), rules);
     config.lossless = args.lossless;
     args.service.apply(&mut config);
+    let upload = UploadSink::start(&args.service, &out)?;
+    if let Some(u) = &upload {
+        config.sink = Some(u.handle());
+    }
     let (tap, writer) = match Tap::start(config, log.clone()) {
         Ok(t) => t,
         Err(e) => {
@@ -281,8 +296,18 @@ async fn run_unix(listen: PathBuf, args: RecordArgs, log: Log) -> anyhow::Result
     let served = crate::unix::serve(listener, opts, tap.clone(), log, stop).await;
     service.stop().await;
     finish(tap, writer).await?;
+    finish_upload(upload, args.grace).await;
     served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Gives the uploader `grace` to send what is left, and says how it went.
+async fn finish_upload(upload: Option<std::sync::Arc<UploadSink>>, grace: Duration) {
+    if let Some(u) = upload {
+        if let Some(stats) = u.finish(grace).await {
+            eprintln!("{}", crate::upload::summary(&stats));
+        }
+    }
 }
 
 /// Closes the tap, waits for the writer, and says where the capture is.

@@ -19,6 +19,7 @@ pub mod sink;
 pub mod stdio;
 pub mod tap;
 pub mod unix;
+pub mod upload;
 
 pub use cli::{RecordArgs, run};
 pub use tap::{Observed, SessionTap, Tap, TapConfig, TapSummary, TapWriter};

@@ -41,6 +41,14 @@ pub struct ServiceArgs {
     /// --allow-remote). The bound address is printed as `mcptape: metrics on http://HOST:PORT/metrics`.
     #[arg(long, value_name = "ADDR", help_heading = "Production")]
     pub metrics: Option<String>,
+    /// Upload every finished segment to S3-compatible storage (`s3://bucket/prefix`), in order, retried with
+    /// backoff; a segment leaves the capture folder only once the store confirmed it. Credentials, region and
+    /// endpoint come from the AWS_* environment variables.
+    #[arg(long, value_name = "URL", help_heading = "Production")]
+    pub upload: Option<String>,
+    /// Most bytes of segments waiting for upload; beyond it the oldest waiting segment is dropped (and counted).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, requires = "upload", help_heading = "Production")]
+    pub upload_spool_max: Option<u64>,
 }
 
 impl ServiceArgs {

@@ -27,9 +27,15 @@ struct Svc {
 impl Svc {
     /// Starts `mcptape ARGS` and waits for `listening on …` (and `metrics on …` when `--metrics` is given).
     fn start(args: &[&str]) -> Svc {
+        Svc::start_with(args, &[])
+    }
+
+    /// [`Svc::start`] with extra environment variables.
+    fn start_with(args: &[&str], envs: &[(&str, String)]) -> Svc {
         let want_metrics = args.contains(&"--metrics");
         let mut child = mcptape()
             .args(args)
+            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -716,4 +722,167 @@ fn production_flags_are_checked_with_one_line_errors() {
     let o = run(&["record", "--config", bad.to_str().unwrap()]);
     assert_one_line_error(&o, 2, &["bad.toml", "unknown key `rotate_every`"]);
     assert!(!out.exists(), "nothing is written when the tap cannot start");
+}
+
+/// A moto S3 server (`python -m moto.server`, pinned in tests/python/requirements.txt) on a free loopback port,
+/// with one bucket; killed when dropped.
+struct Moto(Child, u16);
+
+impl Moto {
+    fn start(bucket: &str) -> Moto {
+        let port = free_port();
+        let child = Command::new(python())
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let moto = Moto(child, port);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while moto.http("PUT", &format!("/{bucket}")).0 != 200 {
+            assert!(Instant::now() < deadline, "moto did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    /// One plain unsigned HTTP/1.0 request (moto answers bucket-level ones): (status, body).
+    fn http(&self, method: &str, path: &str) -> (u16, Vec<u8>) {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.1)) else {
+            return (0, Vec::new());
+        };
+        let _ = write!(
+            s,
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+        );
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return (0, Vec::new());
+        };
+        let status = String::from_utf8_lossy(&buf[..end])
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (status, buf[end + 4..].to_vec())
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn upload_sends_every_rotated_segment_to_s3_and_keeps_none_locally_once_confirmed() {
+    let moto = Moto::start("caps");
+    let dir = tempfile::tempdir().unwrap();
+    let cap = fixture_capture(dir.path());
+    let served = serve_http(&cap, &[]);
+    let out = dir.path().join("out");
+    let envs = [
+        ("AWS_ACCESS_KEY_ID", "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", moto.1)),
+    ];
+    let svc = Svc::start_with(
+        &[
+            "record",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &served.1,
+            "--out",
+            out.to_str().unwrap(),
+            "--rotate-size",
+            "4KiB",
+            "--upload",
+            "s3://caps/prod/tap1",
+        ],
+        &envs,
+    );
+    let tap = format!("{}/mcp", svc.listen);
+    for _ in 0..4 {
+        let o = mcptape()
+            .args(["replay", cap.to_str().unwrap(), "--target", &tap])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let err = svc.stop();
+    let recorded: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("mcptape: recorded ")?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("mcptape: uploaded "))
+        .unwrap_or_else(|| panic!("no upload summary: {err}"));
+    assert!(line.contains("; 0 waiting"), "{line}");
+    let uploaded: usize = line["mcptape: uploaded ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(uploaded >= 2, "rotation at 4 KiB should give several segments: {line}");
+
+    // Confirmed segments left the capture folder.
+    let mut local = Vec::new();
+    let mut stack = vec![out.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                local.push(p);
+            }
+        }
+    }
+    assert!(local.is_empty(), "uploaded segments still local: {local:?}");
+
+    // Every object is a hive-layout segment under the prefix; downloaded, they hold every recorded frame.
+    let (status, listing) = moto.http("GET", "/caps?list-type=2&prefix=prod/tap1/");
+    assert_eq!(status, 200);
+    let listing = String::from_utf8(listing).unwrap();
+    let keys: Vec<&str> = listing
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|k| k.split("</Key>").next())
+        .collect();
+    assert_eq!(keys.len(), uploaded, "{listing}");
+    let down = dir.path().join("down");
+    for key in &keys {
+        let rel = key.strip_prefix("prod/tap1/").unwrap();
+        assert!(rel.starts_with("date=") && rel.contains("/hour="), "{key}");
+    }
+    // Objects are read back with boto3 (moto's dependency), signed as any S3 client would.
+    let script = r#"
+import os, sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  aws_access_key_id="test", aws_secret_access_key="test")
+for o in s3.list_objects_v2(Bucket="caps", Prefix="prod/tap1/")["Contents"]:
+    path = os.path.join(sys.argv[2], o["Key"][len("prod/tap1/"):])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    s3.download_file("caps", o["Key"], path)
+"#;
+    let o = Command::new(python())
+        .args([
+            "-c",
+            script,
+            &format!("http://127.0.0.1:{}", moto.1),
+            down.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = mcptape().args(["dataset", "verify"]).arg(&down).output().unwrap();
+    assert!(v.status.success(), "{}", stderr(&v));
+    let frames = Scan::new(std::slice::from_ref(&down)).unwrap().frames().unwrap();
+    assert_eq!(frames.len() as u64, recorded);
 }

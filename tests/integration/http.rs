@@ -21,15 +21,15 @@ use crate::util::*;
 // ---- the tap ------------------------------------------------------------------------------------------------
 
 /// A running `mcptape record --listen`, stopped with SIGTERM (and killed if a test panics first).
-struct TapProc {
+pub(crate) struct TapProc {
     child: Option<Child>,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
     reader: Option<JoinHandle<()>>,
 }
 
 impl TapProc {
-    fn start(out: &Path, upstream: &str, extra: &[&str]) -> TapProc {
+    pub(crate) fn start(out: &Path, upstream: &str, extra: &[&str]) -> TapProc {
         Self::start_on("127.0.0.1:0", out, upstream, extra)
     }
 
@@ -37,12 +37,12 @@ impl TapProc {
         spawn_tap(mcptape(), listen, out, upstream, extra)
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
     /// SIGTERM; asserts the tap exits 0, printed nothing on stdout and said where the capture is. Returns stderr.
-    fn stop(mut self) -> String {
+    pub(crate) fn stop(mut self) -> String {
         let mut child = self.child.take().unwrap();
         kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), Signal::SIGTERM).unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -127,7 +127,7 @@ fn spawn_tap(mut cmd: Command, listen: &str, out: &Path, upstream: &str, extra: 
     }
 }
 
-fn frames(dir: &Path) -> Vec<Frame> {
+pub(crate) fn frames(dir: &Path) -> Vec<Frame> {
     Scan::new(&[dir.to_path_buf()]).unwrap().frames().unwrap()
 }
 
@@ -144,7 +144,7 @@ fn header<'a>(f: &'a Frame, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-fn verify(dir: &Path) {
+pub(crate) fn verify(dir: &Path) {
     let o = run(&["dataset", "verify", dir.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
 }
@@ -286,8 +286,8 @@ fn check_everything_capture(frames: &[Frame]) {
 // ---- raw HTTP for the tests' own upstreams and clients --------------------------------------------------------
 
 #[derive(Debug)]
-struct Resp {
-    status: u16,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
@@ -299,7 +299,7 @@ impl Resp {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
@@ -367,7 +367,7 @@ fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], bo
     resp
 }
 
-fn post_json(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+pub(crate) fn post_json(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
     let mut h = vec![
         ("content-type", "application/json"),
         ("accept", "application/json, text/event-stream"),
@@ -377,14 +377,14 @@ fn post_json(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &str)
 }
 
 /// An event stream read incrementally (HTTP/1.0, so the body is the stream itself, not chunked).
-struct SseClient {
+pub(crate) struct SseClient {
     s: TcpStream,
     buf: Vec<u8>,
-    status: u16,
+    pub(crate) status: u16,
 }
 
 impl SseClient {
-    fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseClient {
+    pub(crate) fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseClient {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
         let mut req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
@@ -422,7 +422,7 @@ impl SseClient {
     }
 
     /// The next event's fields (`event`, `data`, `id`); `None` at the end of the stream.
-    fn next_event(&mut self) -> Option<BTreeMap<String, String>> {
+    pub(crate) fn next_event(&mut self) -> Option<BTreeMap<String, String>> {
         loop {
             if let Some(i) = find(&self.buf, b"\n\n") {
                 let block: Vec<u8> = self.buf.drain(..i + 2).collect();
@@ -445,8 +445,8 @@ impl SseClient {
 }
 
 #[derive(Debug)]
-struct Req {
-    method: String,
+pub(crate) struct Req {
+    pub(crate) method: String,
     path: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
@@ -519,7 +519,7 @@ fn raw_upstream_on(listener: TcpListener, handler: impl Fn(Req, TcpStream) + Sen
     addr
 }
 
-fn raw_upstream(handler: impl Fn(Req, TcpStream) + Send + Sync + 'static) -> SocketAddr {
+pub(crate) fn raw_upstream(handler: impl Fn(Req, TcpStream) + Send + Sync + 'static) -> SocketAddr {
     raw_upstream_on(TcpListener::bind("127.0.0.1:0").unwrap(), handler)
 }
 
@@ -536,12 +536,12 @@ fn reply(mut s: TcpStream, status: &str, headers: &[(&str, &str)], content_type:
     let _ = s.write_all(body.as_bytes());
 }
 
-fn reply_json(s: TcpStream, headers: &[(&str, &str)], body: &str) {
+pub(crate) fn reply_json(s: TcpStream, headers: &[(&str, &str)], body: &str) {
     reply(s, "200 OK", headers, "application/json", body);
 }
 
 /// Starts an event stream (close-delimited).
-fn sse_head(s: &mut TcpStream) {
+pub(crate) fn sse_head(s: &mut TcpStream) {
     let head =
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
     s.write_all(head.as_bytes()).unwrap();

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::util::*;
 
 /// A capture of sessions with one request each (`tools/call`), answered with a small result.
-fn one_request_capture(dir: &Path, sessions: usize) -> PathBuf {
+pub(crate) fn one_request_capture(dir: &Path, sessions: usize) -> PathBuf {
     let jsonl = dir.join("one.jsonl");
     let mut f = std::fs::File::create(&jsonl).unwrap();
     for s in 0..sessions {

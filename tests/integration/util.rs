@@ -124,9 +124,14 @@ impl Drop for Served {
 
 /// `mcptape serve CAPTURE --listen 127.0.0.1:0 EXTRA...`, once it has printed its URL.
 pub fn serve_http(cap: &Path, extra: &[&str]) -> Served {
+    serve_http_on(cap, "127.0.0.1:0", extra)
+}
+
+/// `mcptape serve CAPTURE --listen LISTEN EXTRA...`, once it has printed its URL.
+pub fn serve_http_on(cap: &Path, listen: &str, extra: &[&str]) -> Served {
     use std::io::BufRead;
     let mut child = mcptape()
-        .args(["serve", cap.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["serve", cap.to_str().unwrap(), "--listen", listen])
         .args(extra)
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -47,8 +47,14 @@ fn full(status: StatusCode, ct: Option<&str>, body: impl Into<Bytes>) -> Respons
     b.body(Full::new(body.into()).boxed()).expect("a valid response")
 }
 
-/// Accepts connections on `listener` until `shutdown` resolves.
-pub async fn serve(server: Arc<Server>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) {
+/// Accepts connections on `listener` until `shutdown` resolves; a connection that has not sent a request's headers
+/// within `header_timeout` is closed.
+pub async fn serve(
+    server: Arc<Server>,
+    listener: TcpListener,
+    header_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let state = Arc::new(Http {
         server,
         sessions: Mutex::new(HashMap::new()),
@@ -71,7 +77,7 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener, shutdown: impl st
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });

@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// Allow a non-loopback --listen address.
     #[arg(long)]
     pub allow_remote: bool,
+    /// Time a client has to send a request's headers (then the connection is closed); also how long an idle
+    /// kept-alive connection stays open. Bounds what slow clients (slowloris) can hold.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
     /// Delay every answer by this much.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub latency: Duration,
@@ -89,7 +93,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             eprintln!("mcptape: warning: serving on {local}, reachable from other hosts");
         }
         eprintln!("mcptape: serving {answers} recorded answer(s) on http://{local}/mcp");
-        http::serve(server.clone(), listener, shutdown_signal()).await;
+        http::serve(server.clone(), listener, args.header_timeout, shutdown_signal()).await;
     }
     let s = server.stats();
     eprintln!(

@@ -1,5 +1,8 @@
 //! Faults the recorder must survive, each proven here (RELIABILITY.md points at these tests by name): SIGKILL at
-//! many points of a busy session, a file-size limit while recording, and huge messages.
+//! many points of a busy session, a file-size limit while recording, huge messages; faults on the network are in
+//! [`network`].
+
+mod network;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

@@ -1,8 +1,9 @@
 //! `mcptape record`: the command line of the tap.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -131,6 +132,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         stdio::Signals::install()
     };
     let metrics = Service::bind(&args.service, args.allow_remote).await?;
+    let upload = UploadSink::start(&args.service, &out)?;
     // Start the server first: if it cannot start, nothing is written.
     let spawned = match stdio::spawn(&args.command) {
         Ok(s) => s,
@@ -150,7 +152,6 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     let mut config = TapConfig::new(WriterOptions::new(&out, name, meta), rules);
     config.lossless = args.lossless;
     args.service.apply(&mut config);
-    let upload = UploadSink::start(&args.service, &out)?;
     if let Some(u) = &upload {
         config.sink = Some(u.handle());
     }
@@ -222,11 +223,7 @@ async fn run_http(args: RecordArgs, log: Log) -> anyhow::Result<ExitCode> {
     meta.redaction = rules.describe();
     let mut config = TapConfig::new(WriterOptions::new(&out, name, meta), rules.clone());
     config.lossless = args.lossless;
-    args.service.apply(&mut config);
-    let upload = UploadSink::start(&args.service, &out)?;
-    if let Some(u) = &upload {
-        config.sink = Some(u.handle());
-    }
+    let upload = production(&args, &mut config, &out)?;
     let (tap, writer) = Tap::start(config, log.clone()).context("cannot start the capture")?;
     let service = Service::start(metrics, &tap, true, &log);
     let opts = http::HttpOptions {
@@ -274,11 +271,7 @@ async fn run_unix(listen: PathBuf, args: RecordArgs, log: Log) -> anyhow::Result
     meta.redaction = rules.describe();
     let mut config = TapConfig::new(WriterOptions::new(&out, name, meta), rules);
     config.lossless = args.lossless;
-    args.service.apply(&mut config);
-    let upload = UploadSink::start(&args.service, &out)?;
-    if let Some(u) = &upload {
-        config.sink = Some(u.handle());
-    }
+    let upload = production(&args, &mut config, &out)?;
     let (tap, writer) = match Tap::start(config, log.clone()) {
         Ok(t) => t,
         Err(e) => {
@@ -301,8 +294,18 @@ async fn run_unix(listen: PathBuf, args: RecordArgs, log: Log) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// Rotation, sampling and the uploader, as the flags ask.
+fn production(args: &RecordArgs, config: &mut TapConfig, out: &Path) -> anyhow::Result<Option<Arc<UploadSink>>> {
+    args.service.apply(config);
+    let upload = UploadSink::start(&args.service, out)?;
+    if let Some(u) = &upload {
+        config.sink = Some(u.handle());
+    }
+    Ok(upload)
+}
+
 /// Gives the uploader `grace` to send what is left, and says how it went.
-async fn finish_upload(upload: Option<std::sync::Arc<UploadSink>>, grace: Duration) {
+async fn finish_upload(upload: Option<Arc<UploadSink>>, grace: Duration) {
     if let Some(u) = upload {
         if let Some(stats) = u.finish(grace).await {
             eprintln!("{}", crate::upload::summary(&stats));

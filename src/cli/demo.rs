@@ -38,28 +38,11 @@ pub struct DemoArgs {
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
+    let d = humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e} (like 10s or 500ms)"))?;
     if d.is_zero() {
         return Err("must be more than 0".into());
     }
     Ok(d)
-}
-
-/// `10s`, `500ms`, `2m`: the forms the demo needs, without another dependency in the binary.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 10s or 500ms"))?;
-    let secs = match unit {
-        "ms" => n / 1e3,
-        "s" | "" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s or m)")),
-    };
-    Ok(Duration::from_secs_f64(secs))
 }
 
 fn concurrency_pair(s: &str) -> Result<(u32, u32), String> {

@@ -298,7 +298,7 @@ fn new_http_client() -> HttpClient {
             .with_tls_config(cfg)
             .https_or_http()
             .enable_http1()
-            .build(),
+            .wrap_connector(nodelay_connector()),
         Err(_) => hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(
                 rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -309,9 +309,17 @@ fn new_http_client() -> HttpClient {
             )
             .https_or_http()
             .enable_http1()
-            .build(),
+            .wrap_connector(nodelay_connector()),
     };
     Client::builder(TokioExecutor::new()).build(https)
+}
+
+/// A plain TCP connector with Nagle off: a POST's headers and body, and small answers, must not wait for an ACK.
+fn nodelay_connector() -> HttpConnector {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    http
 }
 
 fn open_http(url: &str, headers: &[(String, String)], version: Option<&str>) -> Result<Link, String> {

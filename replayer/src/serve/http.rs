@@ -69,6 +69,9 @@ pub async fn serve(
             },
             _ = &mut shutdown => return,
         };
+        // An answer that follows its server messages on an SSE stream is several small writes: without this,
+        // Nagle holds the last one until the client's delayed ACK (about 40 ms).
+        let _ = stream.set_nodelay(true);
         let state = state.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {

@@ -362,21 +362,16 @@ fn open_http(url: &str, headers: &[(String, String)], version: Option<&str>) -> 
 
 impl HttpState {
     fn request(&self, method: http::Method, body: Bytes) -> http::Request<Full<Bytes>> {
-        let mut b = http::Request::builder()
-            .method(method)
-            .uri(self.url.clone())
-            .header("accept", "application/json, text/event-stream")
-            .header("content-type", "application/json");
-        if let Some(s) = self.session.lock().unwrap_or_else(|e| e.into_inner()).as_deref() {
-            b = b.header("mcp-session-id", s);
-        }
-        if let Some(v) = self.version.lock().unwrap_or_else(|e| e.into_inner()).as_deref() {
-            b = b.header("mcp-protocol-version", v);
-        }
-        for (k, v) in &self.headers {
-            b = b.header(k.as_str(), v.as_str());
-        }
-        b.body(Full::new(body)).expect("a valid request")
+        let session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let version = self.version.lock().unwrap_or_else(|e| e.into_inner());
+        mcp_request(
+            &self.url,
+            &self.headers,
+            session.as_deref(),
+            version.as_deref(),
+            method,
+            body,
+        )
     }
 
     async fn post(self: Arc<Self>, msg: Bytes) {
@@ -423,10 +418,41 @@ impl HttpState {
         if self.session.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
             return;
         }
-        let mut req = self.request(http::Method::DELETE, Bytes::new());
-        req.headers_mut().remove("content-type");
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.client.request(req)).await;
+        delete_session(&self.client, self.request(http::Method::DELETE, Bytes::new())).await;
     }
+}
+
+/// A Streamable HTTP request: the MCP accept and content types, the live session id and protocol version once
+/// known, then the extra headers from the command line (never recorded ones).
+fn mcp_request(
+    url: &http::Uri,
+    headers: &[(String, String)],
+    session: Option<&str>,
+    version: Option<&str>,
+    method: http::Method,
+    body: Bytes,
+) -> http::Request<Full<Bytes>> {
+    let mut b = http::Request::builder()
+        .method(method)
+        .uri(url.clone())
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json");
+    if let Some(s) = session {
+        b = b.header("mcp-session-id", s);
+    }
+    if let Some(v) = version {
+        b = b.header("mcp-protocol-version", v);
+    }
+    for (k, v) in headers {
+        b = b.header(k.as_str(), v.as_str());
+    }
+    b.body(Full::new(body)).expect("a valid request")
+}
+
+/// Ends a session with its DELETE (no body, so no content type), waiting 5 s at most; the answer does not matter.
+async fn delete_session(client: &HttpClient, mut req: http::Request<Full<Bytes>>) {
+    req.headers_mut().remove("content-type");
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), client.request(req)).await;
 }
 
 /// Reads what a POST or GET answered: JSON, an SSE stream of messages, nothing (202), or an error that ends the
@@ -517,21 +543,14 @@ impl std::fmt::Debug for InlineHttp {
 
 impl InlineHttp {
     fn request(&self, method: http::Method, body: Bytes) -> http::Request<Full<Bytes>> {
-        let mut b = http::Request::builder()
-            .method(method)
-            .uri(self.url.clone())
-            .header("accept", "application/json, text/event-stream")
-            .header("content-type", "application/json");
-        if let Some(s) = self.session.as_deref() {
-            b = b.header("mcp-session-id", s);
-        }
-        if let Some(v) = self.version.as_deref() {
-            b = b.header("mcp-protocol-version", v);
-        }
-        for (k, v) in &self.headers {
-            b = b.header(k.as_str(), v.as_str());
-        }
-        b.body(Full::new(body)).expect("a valid request")
+        mcp_request(
+            &self.url,
+            &self.headers,
+            self.session.as_deref(),
+            self.version.as_deref(),
+            method,
+            body,
+        )
     }
 
     async fn recv(&mut self) -> Option<Incoming> {
@@ -592,9 +611,7 @@ impl InlineHttp {
         if self.session.is_none() {
             return;
         }
-        let mut req = self.request(http::Method::DELETE, Bytes::new());
-        req.headers_mut().remove("content-type");
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.client.request(req)).await;
+        delete_session(&self.client, self.request(http::Method::DELETE, Bytes::new())).await;
     }
 }
 

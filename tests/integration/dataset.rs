@@ -274,18 +274,7 @@ fn verify_passes_a_good_capture_and_fails_on_seq_gaps() {
         writeln!(f, r#"{{"session_id":"s","seq":{seq},"direction":"c2s","payload":"{{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":{seq}}}"}}"#).unwrap();
     }
     drop(f);
-    let gcap = dir.path().join("gappy.parquet");
-    assert!(
-        run(&[
-            "dataset",
-            "import",
-            gappy.to_str().unwrap(),
-            "-o",
-            gcap.to_str().unwrap()
-        ])
-        .status
-        .success()
-    );
+    let gcap = import_jsonl(&gappy, &dir.path().join("gappy.parquet"));
     let o = run(&["dataset", "verify", gcap.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(

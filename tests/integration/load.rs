@@ -1,42 +1,11 @@
 //! `mcptape load` against `mcptape serve`: counts, errors by class, coordinated omission, shards, the report schema.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
 use crate::util::*;
-
-/// A capture of sessions with one request each (`tools/call`), answered with a small result.
-pub(crate) fn one_request_capture(dir: &Path, sessions: usize) -> PathBuf {
-    let jsonl = dir.join("one.jsonl");
-    let mut f = std::fs::File::create(&jsonl).unwrap();
-    for s in 0..sessions {
-        let req = format!(
-            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"n":{s}}}}}}}"#
-        );
-        let res = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"content":[{{"type":"text","text":"echo {s}"}}]}}}}"#);
-        for (seq, dir, p) in [(0, "c2s", req), (1, "s2c", res)] {
-            let line = serde_json::json!({"session_id": format!("s{s}"), "seq": seq, "t_ns": seq * 1000, "direction": dir, "payload": p});
-            writeln!(f, "{line}").unwrap();
-        }
-    }
-    drop(f);
-    let cap = dir.join("one.parquet");
-    assert!(
-        run(&[
-            "dataset",
-            "import",
-            jsonl.to_str().unwrap(),
-            "-o",
-            cap.to_str().unwrap()
-        ])
-        .status
-        .success()
-    );
-    cap
-}
 
 fn load(args: &[&str]) -> Value {
     let dir = tempfile::tempdir().unwrap();
@@ -68,19 +37,7 @@ fn load_against_serve_over_http_and_stdio_counts_every_method_with_no_errors() {
         .filter(|l| !l.contains("login") && !l.contains("Unknown tool"))
         .map(str::to_string)
         .collect();
-    std::fs::write(&jsonl, clean.join("\n") + "\n").unwrap();
-    let clean_cap = dir.path().join("clean.parquet");
-    assert!(
-        run(&[
-            "dataset",
-            "import",
-            jsonl.to_str().unwrap(),
-            "-o",
-            clean_cap.to_str().unwrap()
-        ])
-        .status
-        .success()
-    );
+    let clean_cap = capture_from_lines(dir.path(), "clean", &clean);
     let s = serve_http(&clean_cap, &[]);
     let bin = env!("CARGO_BIN_EXE_mcptape");
     for (label, report) in [
@@ -141,7 +98,6 @@ fn load_against_serve_over_http_and_stdio_counts_every_method_with_no_errors() {
 #[test]
 fn sequential_sessions_over_http_carry_the_session_id_and_count_every_method() {
     let dir = tempfile::tempdir().unwrap();
-    let jsonl = dir.path().join("seq.jsonl");
     let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
     let init_ok = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"s","version":"1"}}}"#;
     let inited = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
@@ -167,19 +123,7 @@ fn sequential_sessions_over_http_carry_the_session_id_and_count_every_method() {
                 .to_string(),
         );
     }
-    std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
-    let cap = dir.path().join("seq.parquet");
-    assert!(
-        run(&[
-            "dataset",
-            "import",
-            jsonl.to_str().unwrap(),
-            "-o",
-            cap.to_str().unwrap()
-        ])
-        .status
-        .success()
-    );
+    let cap = capture_from_lines(dir.path(), "seq", &lines);
     let s = serve_http(&cap, &[]);
     let report = load(&[cap.to_str().unwrap(), "--target", &s.1, "-c", "3", "--sessions", "30"]);
     let m = &report["methods"];

@@ -127,18 +127,7 @@ fn a_changed_answer_fails_the_replay_and_is_named_by_pointer() {
         text.replace("The sum of 17 and 25 is 42.", "The sum of 17 and 25 is 43."),
     )
     .unwrap();
-    let changed = dir.path().join("changed.parquet");
-    assert!(
-        run(&[
-            "dataset",
-            "import",
-            jsonl.to_str().unwrap(),
-            "-o",
-            changed.to_str().unwrap()
-        ])
-        .status
-        .success()
-    );
+    let changed = import_jsonl(&jsonl, &dir.path().join("changed.parquet"));
     let bin = env!("CARGO_BIN_EXE_mcptape");
     let (code, out, report) = replay(&[
         cap.to_str().unwrap(),

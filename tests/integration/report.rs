@@ -1,7 +1,6 @@
 //! `mcptape report`: show, merge, compare (exit codes, budgets, the noise guard, A/A runs, a real slowdown) and
 //! html (rendered in headless Chromium, screenshot kept).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -17,28 +16,6 @@ fn report_fixture(name: &str) -> PathBuf {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// A capture of `sessions` sessions with one `tools/call` each: every request is answered at once by `serve`
-/// (plus `--latency`), so latency differences between two serves are the injected ones.
-fn one_request_capture(dir: &Path, sessions: usize) -> PathBuf {
-    let jsonl = dir.join("one.jsonl");
-    let mut f = std::fs::File::create(&jsonl).unwrap();
-    for n in 0..sessions {
-        let req = format!(
-            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"n":{n}}}}}}}"#
-        );
-        let res = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"content":[{{"type":"text","text":"echo {n}"}}]}}}}"#);
-        for (seq, dir, p) in [(0, "c2s", req), (1, "s2c", res)] {
-            let line = serde_json::json!({"session_id": format!("s{n}"), "seq": seq, "t_ns": seq * 1000, "direction": dir, "payload": p});
-            writeln!(f, "{line}").unwrap();
-        }
-    }
-    drop(f);
-    let cap = dir.join("one.parquet");
-    let o = run(&["dataset", "import", s(&jsonl), "-o", s(&cap)]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    cap
 }
 
 /// Held by the tests that measure, so they do not load the machine for each other.

@@ -47,6 +47,45 @@ pub fn fixture_capture(dir: &Path) -> PathBuf {
     out
 }
 
+/// `mcptape dataset import JSONL -o OUT`, which must succeed; returns OUT.
+pub fn import_jsonl(jsonl: &Path, out: &Path) -> PathBuf {
+    let o = run(&[
+        "dataset",
+        "import",
+        jsonl.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "import {}: {}", jsonl.display(), stderr(&o));
+    out.to_path_buf()
+}
+
+/// A capture made of JSONL frame lines (as `dataset import` reads them): `dir/NAME.jsonl` → `dir/NAME.parquet`.
+pub fn capture_from_lines(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
+    let jsonl = dir.join(format!("{name}.jsonl"));
+    std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
+    import_jsonl(&jsonl, &dir.join(format!("{name}.parquet")))
+}
+
+/// A capture of `sessions` sessions with one `tools/call` each, answered with a small result: every request is
+/// answered at once by `serve` (plus `--latency`), so latency differences between two serves are the injected ones.
+pub fn one_request_capture(dir: &Path, sessions: usize) -> PathBuf {
+    let mut lines = Vec::new();
+    for s in 0..sessions {
+        let req = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"n":{s}}}}}}}"#
+        );
+        let res = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"content":[{{"type":"text","text":"echo {s}"}}]}}}}"#);
+        for (seq, dir, p) in [(0, "c2s", req), (1, "s2c", res)] {
+            lines.push(
+                serde_json::json!({"session_id": format!("s{s}"), "seq": seq, "t_ns": seq * 1000, "direction": dir, "payload": p})
+                    .to_string(),
+            );
+        }
+    }
+    capture_from_lines(dir, "one", &lines)
+}
+
 /// The Python interpreter of the test venv that the README test command creates.
 pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("MCPTAPE_PYTHON") {

@@ -275,7 +275,7 @@ fn slowloris(addr: std::net::SocketAddr, n: usize) -> std::thread::JoinHandle<us
 #[test]
 fn fifty_slowloris_connections_hold_neither_serve_nor_the_tap_and_are_closed_by_the_header_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let cap = crate::load::one_request_capture(dir.path(), 1);
+    let cap = one_request_capture(dir.path(), 1);
     let served = serve_http(&cap, &["--header-timeout", "1s"]);
     let serve_addr: std::net::SocketAddr = served
         .1
@@ -312,7 +312,7 @@ fn fifty_slowloris_connections_hold_neither_serve_nor_the_tap_and_are_closed_by_
 #[test]
 fn load_against_a_target_that_dies_and_comes_back_counts_transport_errors_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let cap = crate::load::one_request_capture(dir.path(), 4);
+    let cap = one_request_capture(dir.path(), 4);
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let first = serve_http_on(&cap, &listen, &[]);

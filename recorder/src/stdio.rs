@@ -2,9 +2,9 @@
 //! child stderr through, and hand copies of everything to the tap.
 //!
 //! Each direction is a plain thread doing blocking reads and writes: the lowest latency a relay can have, and
-//! no runtime between the bytes and the pipe. A chunk is framed and its messages queued for the tap (a memchr and a
-//! non-blocking send per message) just before it is written on: that keeps the tap's order causal (an answer is
-//! never queued before the request it answers, however fast the peer) at a cost of microseconds. Shutdown follows the MCP stdio transport: when the client closes stdin, close the
+//! no runtime between the bytes and the pipe. A copy of each chunk read is queued for the tap (one clock read and
+//! one non-blocking send per read; the writer thread splits it into messages) just before it is written on: that
+//! keeps the tap's order causal (an answer is never queued before the request it answers, however fast the peer). Shutdown follows the MCP stdio transport: when the client closes stdin, close the
 //! child's stdin and wait; then SIGTERM; then SIGKILL.
 
 use std::ffi::OsString;
@@ -13,7 +13,7 @@ use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitSta
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use mcptape_datasets::Direction;
 use mcptape_datasets::wire::ndjson::{NdjsonFramer, Piece};
 use nix::sys::signal::{Signal, kill};
@@ -21,6 +21,7 @@ use nix::unistd::Pid;
 use tokio::sync::mpsc;
 
 use crate::log::Log;
+use crate::tap::streams::ChunkLoss;
 use crate::tap::{SessionTap, lifecycle};
 
 const CHUNK: usize = 64 * 1024;
@@ -317,54 +318,24 @@ fn forward(pid: Pid, sig: Signal, tap: &SessionTap, log: &Log) {
     );
 }
 
-/// Reads into a fresh region of `buf`, returning the bytes read as a shareable chunk (`None` at EOF or error).
-fn read_chunk(r: &mut impl Read, buf: &mut BytesMut) -> Option<Bytes> {
-    if buf.capacity() < CHUNK / 4 {
-        *buf = BytesMut::with_capacity(CHUNK);
-    }
-    let cap = buf.capacity();
-    buf.resize(cap, 0);
+/// Reads once into `buf` (allocated and zeroed once per relay) and returns how many bytes came (`None` at EOF
+/// or error).
+fn read_some(r: &mut impl Read, buf: &mut [u8]) -> Option<usize> {
     loop {
-        match r.read(&mut buf[..]) {
+        match r.read(buf) {
             Ok(0) => return None,
-            Ok(n) => {
-                let chunk = buf.split_to(n).freeze();
-                buf.clear();
-                return Some(chunk);
-            }
+            Ok(n) => return Some(n),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return None,
         }
     }
 }
 
-fn record(framer: &mut NdjsonFramer, chunk: Option<&Bytes>, tap: &SessionTap, dir: Direction) {
-    let mut parts = 0u64;
-    let mut oversize = 0usize;
-    let mut emit = |p: Piece| match p {
-        Piece::Line(line) => tap.observe(dir, None, line),
-        Piece::Oversize { part, last } => {
-            parts += 1;
-            oversize += part.len();
-            tap.observe(dir, None, part);
-            if last {
-                let note = format!("{{\"parts\":{parts},\"bytes\":{oversize}}}");
-                tap.observe(dir, Some(lifecycle::OVERSIZE), Bytes::from(note));
-                parts = 0;
-                oversize = 0;
-            }
-        }
-    };
-    match chunk {
-        Some(c) => framer.push(c, &mut emit),
-        None => framer.finish(&mut emit),
-    }
-}
-
-/// Relays `from` → `to` byte for byte until `from` ends, framing each chunk into NDJSON messages for the tap
-/// just before writing it on (so the capture's order is causal). When `to` stops accepting (the peer went away),
-/// keeps reading and recording so the writer of `from` never blocks on a full pipe. Records an `eof` lifecycle
-/// frame with payload `eof` at the end. Shared by the stdio relay and the unix-socket tap.
+/// Relays `from` → `to` byte for byte until `from` ends, handing each chunk read to the tap (which frames it
+/// into NDJSON messages on its writer thread) just before writing it on, so the capture's order is causal. When
+/// `to` stops accepting (the peer went away), keeps reading and recording so the writer of `from` never blocks on
+/// a full pipe. Records an `eof` lifecycle frame with payload `eof` at the end. Shared by the stdio relay and the
+/// unix-socket tap.
 pub(crate) fn pump(
     mut from: impl Read,
     mut to: impl Write,
@@ -373,16 +344,19 @@ pub(crate) fn pump(
     max_frame: usize,
     eof: &'static [u8],
 ) {
-    let mut buf = BytesMut::with_capacity(CHUNK);
-    let mut framer = NdjsonFramer::new(max_frame);
+    let mut buf = vec![0u8; CHUNK];
+    let mut loss = ChunkLoss::default();
     let mut open = true;
-    while let Some(chunk) = read_chunk(&mut from, &mut buf) {
-        record(&mut framer, Some(&chunk), tap, dir);
-        if open && to.write_all(&chunk).and_then(|()| to.flush()).is_err() {
+    while let Some(n) = read_some(&mut from, &mut buf) {
+        let read = &buf[..n];
+        if tap.kept() {
+            tap.observe_chunk(dir, Bytes::copy_from_slice(read), max_frame, &mut loss);
+        }
+        if open && to.write_all(read).and_then(|()| to.flush()).is_err() {
             open = false;
         }
     }
-    record(&mut framer, None, tap, dir);
+    tap.end_stream(dir, max_frame, &loss);
     tap.observe(dir, Some(lifecycle::EOF), Bytes::from_static(eof));
 }
 
@@ -414,17 +388,17 @@ fn pump_server(child_out: ChildStdout, tap: &SessionTap, max_frame: usize) {
 /// Child stderr → our stderr, and each line as a lifecycle frame.
 fn pump_stderr(mut child_err: ChildStderr, tap: &SessionTap) {
     let stderr = std::io::stderr();
-    let mut buf = BytesMut::with_capacity(CHUNK);
+    let mut buf = vec![0u8; CHUNK];
     let mut framer = NdjsonFramer::new(1 << 20);
     let mut emit = |p: Piece| {
         let (Piece::Line(b) | Piece::Oversize { part: b, .. }) = p;
         tap.observe(Direction::S2c, Some(lifecycle::STDERR), b);
     };
-    while let Some(chunk) = read_chunk(&mut child_err, &mut buf) {
+    while let Some(n) = read_some(&mut child_err, &mut buf) {
         let mut err = stderr.lock();
-        let _ = err.write_all(&chunk).and_then(|()| err.flush());
+        let _ = err.write_all(&buf[..n]).and_then(|()| err.flush());
         drop(err);
-        framer.push(&chunk, &mut emit);
+        framer.push(&Bytes::copy_from_slice(&buf[..n]), &mut emit);
     }
     framer.finish(&mut emit);
 }

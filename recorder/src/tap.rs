@@ -25,7 +25,9 @@ use crate::sample::Sampler;
 use crate::sink::SinkHandle;
 
 mod session_tap;
+pub mod streams;
 pub use session_tap::SessionTap;
+use streams::{Chunk, Streams};
 
 /// Method names of the tap's own lifecycle frames.
 pub mod lifecycle {
@@ -121,6 +123,7 @@ pub struct Observed {
 enum Msg {
     // Boxed: the bounded channel preallocates every slot at the size of the largest variant.
     Frame { obs: Box<Observed>, dropped_before: u64 },
+    Chunk { chunk: Box<Chunk>, dropped_before: u64 },
     EndSession(Arc<str>),
     Rotate,
     Close,
@@ -219,6 +222,7 @@ impl Tap {
             rx,
             writer: Some(writer),
             annotator: Annotator::new(),
+            streams: Streams::default(),
             rules: config.rules,
             seqs: HashMap::new(),
             shared: shared.clone(),
@@ -259,12 +263,55 @@ impl Tap {
     /// Hands a frame to the writer: drops and counts it when the queue is full, unless `lossless`.
     pub fn observe(&self, obs: Observed) {
         let len = obs.payload.len();
-        let over_bytes = self.shared.queued_bytes.load(Ordering::Relaxed) + len > self.shared.queue_bytes;
-        let dropped_before = self.shared.dropped.swap(0, Ordering::Relaxed);
-        let msg = Msg::Frame {
+        let msg = |dropped_before| Msg::Frame {
             obs: Box::new(obs),
             dropped_before,
         };
+        if let Err(earlier) = self.enqueue(len, msg) {
+            self.count_drop(earlier, 1);
+        }
+    }
+
+    /// Hands a chunk of an NDJSON stream to the writer, which frames it. Returns false when it was dropped (the
+    /// caller counts the messages lost with [`Tap::count_lost`]).
+    pub fn observe_chunk(&self, chunk: Chunk) -> bool {
+        let len = chunk.obs.payload.len();
+        let msg = |dropped_before| Msg::Chunk {
+            chunk: Box::new(chunk),
+            dropped_before,
+        };
+        match self.enqueue(len, msg) {
+            Ok(()) => true,
+            Err(earlier) => {
+                self.count_drop(earlier, 0);
+                false
+            }
+        }
+    }
+
+    /// Hands the end of an NDJSON stream to the writer; waits for room rather than drop it (it carries no bytes,
+    /// and the stream it ends has no more traffic to slow).
+    pub fn observe_stream_end(&self, chunk: Chunk) {
+        let dropped_before = self.shared.dropped.swap(0, Ordering::Relaxed);
+        let msg = Msg::Chunk {
+            chunk: Box::new(chunk),
+            dropped_before,
+        };
+        if self.tx.send(msg).is_err() {
+            self.count_drop(dropped_before, 0);
+        }
+    }
+
+    /// Counts `n` messages lost with a dropped chunk.
+    pub fn count_lost(&self, n: u64) {
+        self.count_drop(0, n);
+    }
+
+    /// Queues a message of `len` payload bytes built by `msg` from the drops it reports; `Err` with those drops
+    /// when it could not be queued.
+    fn enqueue(&self, len: usize, msg: impl FnOnce(u64) -> Msg) -> Result<(), u64> {
+        let over_bytes = self.shared.queued_bytes.load(Ordering::Relaxed) + len > self.shared.queue_bytes;
+        let dropped_before = self.shared.dropped.swap(0, Ordering::Relaxed);
         if self.shared.lossless {
             // Backpressure: wait for room by bytes (the channel itself blocks on its frame bound).
             while self.shared.queued_bytes.load(Ordering::Relaxed) > 0
@@ -274,27 +321,28 @@ impl Tap {
                 std::thread::sleep(Duration::from_micros(200));
             }
             self.shared.queued_bytes.fetch_add(len, Ordering::Relaxed);
-            if self.tx.send(msg).is_err() {
-                self.count_drop(dropped_before, len);
+            if self.tx.send(msg(dropped_before)).is_err() {
+                self.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                return Err(dropped_before);
             }
-            return;
+            return Ok(());
         }
         if over_bytes {
-            self.count_drop(dropped_before, 0);
-            return;
+            return Err(dropped_before);
         }
         self.shared.queued_bytes.fetch_add(len, Ordering::Relaxed);
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(msg) {
-            self.count_drop(dropped_before, len);
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(msg(dropped_before)) {
+            self.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            return Err(dropped_before);
         }
+        Ok(())
     }
 
-    /// Counts one dropped frame and puts back the earlier drops it would have reported.
-    fn count_drop(&self, earlier: u64, unqueue: usize) {
-        self.shared.queued_bytes.fetch_sub(unqueue, Ordering::Relaxed);
-        self.shared.dropped.fetch_add(earlier + 1, Ordering::Relaxed);
-        self.shared.dropped_total.fetch_add(1, Ordering::Relaxed);
-        self.shared.metrics.dropped(1);
+    /// Counts `n` dropped frames and puts back the `earlier` drops a failed send would have reported.
+    fn count_drop(&self, earlier: u64, n: u64) {
+        self.shared.dropped.fetch_add(earlier + n, Ordering::Relaxed);
+        self.shared.dropped_total.fetch_add(n, Ordering::Relaxed);
+        self.shared.metrics.dropped(n);
     }
 
     /// Decides once, when a session begins, whether it is recorded (`--sample`), and counts it as open. `key` is
@@ -341,6 +389,7 @@ struct Worker {
     rx: Receiver<Msg>,
     writer: Option<CaptureWriter>,
     annotator: Annotator,
+    streams: Streams,
     rules: RedactionRules,
     seqs: HashMap<Arc<str>, u64>,
     shared: Arc<Shared>,
@@ -387,32 +436,33 @@ impl Worker {
             };
             match msg {
                 Msg::Frame { obs, dropped_before } => {
-                    self.shared.queued_bytes.fetch_sub(obs.payload.len(), Ordering::Relaxed);
-                    if self.metrics.nothing_pending() {
-                        self.metrics.set_pending_since(obs.ts_ns.max(1));
-                    }
+                    self.received(obs.payload.len(), obs.ts_ns);
                     if dropped_before > 0 {
                         self.gap(&obs, dropped_before);
                     }
                     self.frame(*obs);
-                    pending = true;
-                    if self.writer.as_ref().is_some_and(|w| w.flush_due(self.flush_interval)) {
-                        self.flush();
+                    pending = self.after_frames();
+                }
+                Msg::Chunk { chunk, dropped_before } => {
+                    self.received(chunk.obs.payload.len(), chunk.obs.ts_ns);
+                    if dropped_before > 0 {
+                        self.gap(&chunk.obs, dropped_before);
                     }
-                    let size = self.rotation.size;
-                    let by_size =
-                        size.is_some_and(|max| self.writer.as_ref().is_some_and(|w| w.journal_bytes() >= max));
-                    // Under steady traffic the receive never times out: check the clock here too.
-                    let by_time = self.next_rotation.is_some_and(|r| Instant::now() >= r);
-                    if by_size || by_time {
-                        self.rotate();
-                        if by_time {
-                            self.next_rotation = self.rotation.next_due(std::time::SystemTime::now(), Instant::now());
+                    let mut streams = std::mem::take(&mut self.streams);
+                    // A chunk may hold many messages: rotation by size is checked after each.
+                    streams.push(*chunk, &mut |o| {
+                        self.frame(o);
+                        if self.journal_full() {
+                            self.rotate();
                         }
-                        pending = false;
-                    }
+                    });
+                    self.streams = streams;
+                    pending = self.after_frames();
                 }
                 Msg::EndSession(s) => {
+                    let mut streams = std::mem::take(&mut self.streams);
+                    streams.finish_all(Some(&s), &mut |o| self.frame(o));
+                    self.streams = streams;
                     self.annotator.end_session(&s);
                     self.seqs.remove(&s);
                 }
@@ -423,6 +473,8 @@ impl Worker {
                 }
             }
         }
+        let mut streams = std::mem::take(&mut self.streams);
+        streams.finish_all(None, &mut |o| self.frame(o));
         // Drops after the last frame still count.
         let tail = self.shared.dropped.swap(0, Ordering::Relaxed);
         self.count_dropped(tail);
@@ -448,6 +500,38 @@ impl Worker {
         }
         self.metrics.set_pending_since(0);
         self.summary
+    }
+
+    /// Bookkeeping for a message taken off the queue.
+    fn received(&mut self, len: usize, ts_ns: i64) {
+        self.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+        if self.metrics.nothing_pending() {
+            self.metrics.set_pending_since(ts_ns.max(1));
+        }
+    }
+
+    /// Flushes and rotates when due after frames were appended; returns whether frames wait for a flush.
+    fn after_frames(&mut self) -> bool {
+        if self.writer.as_ref().is_some_and(|w| w.flush_due(self.flush_interval)) {
+            self.flush();
+        }
+        let by_size = self.journal_full();
+        // Under steady traffic the receive never times out: check the clock here too.
+        let by_time = self.next_rotation.is_some_and(|r| Instant::now() >= r);
+        if by_size || by_time {
+            self.rotate();
+            if by_time {
+                self.next_rotation = self.rotation.next_due(std::time::SystemTime::now(), Instant::now());
+            }
+            return false;
+        }
+        true
+    }
+
+    /// The open journal reached the rotation size.
+    fn journal_full(&self) -> bool {
+        let size = self.rotation.size;
+        size.is_some_and(|max| self.writer.as_ref().is_some_and(|w| w.journal_bytes() >= max))
     }
 
     fn count_dropped(&mut self, n: u64) {

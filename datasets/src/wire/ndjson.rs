@@ -73,6 +73,12 @@ impl NdjsonFramer {
         }
     }
 
+    /// Forgets the unfinished line (its rest was lost upstream of the framer); the next byte starts a new line.
+    pub fn abandon(&mut self) {
+        self.buf.clear();
+        self.oversize = false;
+    }
+
     /// Bytes of the unfinished line held back (never more than `max_line`).
     pub fn buffered(&self) -> usize {
         self.buf.len()

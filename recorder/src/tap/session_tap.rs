@@ -7,6 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use mcptape_datasets::{Direction, Transport};
 
+use super::streams::{Chunk, ChunkLoss};
 use super::{Observed, Tap};
 
 /// A tap and a shared session clock, for adapters that have one session (stdio).
@@ -57,8 +58,46 @@ impl SessionTap {
         }
         // The lock makes stamping and queueing one step, so seq order matches t_ns order across pump threads.
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.tap.observe(self.stamp(direction, lifecycle, payload));
+    }
+
+    /// Observes a chunk of this session's NDJSON stream in `direction`, as read; the writer frames it. `loss` is
+    /// the stream's record of dropped chunks (one per direction, kept by the relay thread).
+    pub fn observe_chunk(&self, direction: Direction, chunk_bytes: Bytes, max_frame: usize, loss: &mut ChunkLoss) {
+        if !self.keep {
+            return;
+        }
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let chunk = Chunk {
+            obs: self.stamp(direction, None, chunk_bytes.clone()),
+            max_frame,
+            resync: loss.resync(),
+            end: false,
+        };
+        if self.tap.observe_chunk(chunk) {
+            loss.queued(&chunk_bytes);
+        } else {
+            self.tap.count_lost(loss.dropped(&chunk_bytes));
+        }
+    }
+
+    /// The NDJSON stream in `direction` ended: its unterminated last line, if any, is recorded.
+    pub fn end_stream(&self, direction: Direction, max_frame: usize, loss: &ChunkLoss) {
+        if !self.keep {
+            return;
+        }
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.tap.observe_stream_end(Chunk {
+            obs: self.stamp(direction, None, Bytes::new()),
+            max_frame,
+            resync: loss.resync(),
+            end: true,
+        });
+    }
+
+    fn stamp(&self, direction: Direction, lifecycle: Option<&'static str>, payload: Bytes) -> Observed {
         let t_ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.tap.observe(Observed {
+        Observed {
             session: self.session.clone(),
             stream_id: 0,
             direction,
@@ -70,6 +109,6 @@ impl SessionTap {
             http: None,
             mcp_session: None,
             protocol_version: None,
-        });
+        }
     }
 }

@@ -45,6 +45,11 @@ pub struct RecordArgs {
     /// Never drop a frame: slow the traffic down instead when the writer falls behind.
     #[arg(long)]
     pub lossless: bool,
+    /// Memory the queue between the traffic and the capture writer may hold (`64MiB`, `1GiB`). A burst the
+    /// writer cannot keep up with waits there; beyond it frames are dropped and counted (with --lossless the
+    /// traffic waits instead).
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = crate::service::parse_size)]
+    pub queue_max: u64,
     /// Write mcptape's log lines to FILE instead of stderr.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
@@ -151,6 +156,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     meta.redaction = rules.describe();
     let mut config = TapConfig::new(WriterOptions::new(&out, name, meta), rules);
     config.lossless = args.lossless;
+    config.queue_bytes = usize::try_from(args.queue_max).unwrap_or(usize::MAX);
     args.service.apply(&mut config);
     if let Some(u) = &upload {
         config.sink = Some(u.handle());
@@ -223,6 +229,7 @@ async fn run_http(args: RecordArgs, log: Log) -> anyhow::Result<ExitCode> {
     meta.redaction = rules.describe();
     let mut config = TapConfig::new(WriterOptions::new(&out, name, meta), rules.clone());
     config.lossless = args.lossless;
+    config.queue_bytes = usize::try_from(args.queue_max).unwrap_or(usize::MAX);
     let upload = production(&args, &mut config, &out)?;
     let (tap, writer) = Tap::start(config, log.clone()).context("cannot start the capture")?;
     let service = Service::start(metrics, &tap, true, &log);
@@ -271,6 +278,7 @@ async fn run_unix(listen: PathBuf, args: RecordArgs, log: Log) -> anyhow::Result
     meta.redaction = rules.describe();
     let mut config = TapConfig::new(WriterOptions::new(&out, name, meta), rules);
     config.lossless = args.lossless;
+    config.queue_bytes = usize::try_from(args.queue_max).unwrap_or(usize::MAX);
     let upload = production(&args, &mut config, &out)?;
     let (tap, writer) = match Tap::start(config, log.clone()) {
         Ok(t) => t,

@@ -12,7 +12,7 @@ use crate::rotation::Rotation;
 use crate::sample::{self, Sampler};
 use crate::tap::{Tap, TapConfig};
 
-fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     mcptape_datasets::human::parse_bytes(s)
 }
 

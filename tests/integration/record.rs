@@ -354,3 +354,77 @@ fn the_server_command_may_come_without_the_double_dash_and_keeps_its_own_flags()
     assert!(stderr(&o).starts_with("--out x\n"), "{}", stderr(&o));
     assert!(out.exists());
 }
+
+#[test]
+fn a_full_queue_drops_whole_messages_counts_every_one_and_the_relay_stays_byte_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cap");
+    let line = |i: usize| {
+        let pad = "x".repeat((i * 7919) % 1500);
+        format!("{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"tools/call\",\"params\":{{\"pad\":\"{pad}\"}}}}")
+    };
+    let n = 30_000;
+    let mut input = Vec::new();
+    for i in 0..n {
+        input.extend_from_slice(line(i).as_bytes());
+        input.push(b'\n');
+    }
+    // A 64 KiB queue cannot hold a 23 MB burst: the writer falls behind and whole reads are dropped.
+    let (status, stdout, log) = record(
+        &["--out", out.to_str().unwrap(), "--queue-max", "64KiB"],
+        &["cat"],
+        &input,
+    );
+    assert!(status.success(), "{log}");
+    assert!(stdout == input, "the relay changed the bytes");
+    let not_recorded: u64 = log
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("mcptape: ")?
+                .split_once(" frame(s) could not be recorded")
+        })
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("no drops reported: {log}"));
+    assert!(not_recorded > 0);
+    let frames = frames_in(&out);
+    let mut recorded = 0u64;
+    for d in [Direction::C2s, Direction::S2c] {
+        let mut last: Option<usize> = None;
+        for f in frames.iter().filter(|f| f.direction == d && f.kind != Kind::Lifecycle) {
+            // Each recorded message is a whole line that was sent, in order: no fragment of a cut line.
+            let id: usize = f
+                .rpc_id
+                .as_deref()
+                .and_then(|s| s.parse().ok())
+                .expect("a recorded request has its id");
+            assert_eq!(
+                f.payload[..],
+                *line(id).as_bytes(),
+                "{d:?} message {id} recorded changed"
+            );
+            assert!(last.is_none_or(|l| l < id), "{d:?}: {id} after {last:?}");
+            last = Some(id);
+            recorded += 1;
+        }
+    }
+    assert_eq!(
+        recorded + not_recorded,
+        2 * n as u64,
+        "every message is recorded or counted as dropped"
+    );
+    let gaps: u64 = frames
+        .iter()
+        .filter(|f| f.method.as_deref() == Some("mcptape/gap"))
+        .map(|f| {
+            serde_json::from_slice::<serde_json::Value>(&f.payload).unwrap()["dropped"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert!(
+        gaps > 0 && gaps <= not_recorded,
+        "gap frames count {gaps} of {not_recorded}"
+    );
+    let o = run(&["dataset", "verify", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout_of(&o), stderr(&o));
+}

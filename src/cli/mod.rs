@@ -23,7 +23,7 @@ enum Command {
     /// Capture MCP traffic through a transparent tap: `mcptape record --out DIR -- SERVER_CMD...` (stdio) or
     /// `mcptape record --listen ADDR --upstream URL` (HTTP, SSE, WebSocket).
     #[command(args_override_self = true)]
-    Record(mcptape_recorder::RecordArgs),
+    Record(Box<mcptape_recorder::RecordArgs>),
     /// Re-send recorded sessions to a live server and diff the answers: `mcptape replay CAPTURE -- SERVER_CMD...`.
     Replay(mcptape_replayer::ReplayArgs),
     /// Answer as a recorded server did: `mcptape serve CAPTURE (--stdio | --listen ADDR)`.
@@ -43,7 +43,7 @@ enum Command {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Dataset(args) => mcptape_datasets::cli::run(args).await,
-        Command::Record(args) => mcptape_recorder::run(args).await,
+        Command::Record(args) => mcptape_recorder::run(*args).await,
         Command::Replay(args) => mcptape_replayer::run(args).await,
         Command::Serve(args) => mcptape_replayer::serve(args).await,
         Command::Load(args) => mcptape_loadgen::run(args).await,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use mcptape_datasets::Kind;
 use mcptape_replayer::engine::{Observer, Options, Unanswered, run_session};
-use mcptape_replayer::link::{Link, Target};
+use mcptape_replayer::link::{HttpConnection, Link, Target};
 use mcptape_replayer::script::Script;
 
 use crate::stats::{Outcome, Phase, Recorder};
@@ -124,33 +124,44 @@ pub fn failure_class(reason: &str) -> String {
         .map_or_else(|| "transport".to_string(), |code| format!("http_{code}"))
 }
 
-/// A link for `script`: sequential sessions are driven inline (no relay task), the rest through the usual link.
-async fn open(target: &Target, script: &Script) -> Result<Link, String> {
+/// What a user keeps from one session to the next.
+#[derive(Debug, Default)]
+struct Kept {
+    /// stdio: the open link (the child process).
+    link: Option<Link>,
+    /// HTTP, sequential sessions: the user's own HTTP/1.1 connection.
+    http: Option<HttpConnection>,
+}
+
+impl Kept {
+    async fn close(self) {
+        if let Some(l) = self.link {
+            l.close(Duration::from_secs(3)).await;
+        }
+    }
+}
+
+/// A link for `script`: sequential sessions are driven inline on the user's own connection (no relay task, no
+/// pool), the rest through the usual link.
+async fn open(target: &Target, script: &Script, kept: &mut Kept) -> Result<Link, String> {
     let version = script.protocol_version.as_deref();
     if script.is_sequential() {
-        Link::open_sequential(target, version).await
+        Link::open_sequential(target, version, kept.http.take()).await
     } else {
         Link::open(target, version).await
     }
 }
 
-/// Runs one session for user `user`, due at `intended`. `kept` is the user's open link: stdio users keep their
-/// child process across sessions; HTTP users open a new MCP session (on the shared connection pool) each time.
-async fn session(
-    plan: &Plan,
-    rec: &Arc<Recorder>,
-    target: &Target,
-    k: u64,
-    intended: Instant,
-    kept: &mut Option<Link>,
-) {
+/// Runs one session for user `user`, due at `intended`. `kept` is what the user keeps: stdio users their child
+/// process; HTTP users open a new MCP session each time, sequential ones on their own kept connection.
+async fn session(plan: &Plan, rec: &Arc<Recorder>, target: &Target, k: u64, intended: Instant, kept: &mut Kept) {
     let script = &plan.scripts[(plan.pick)(k) % plan.scripts.len()];
     let start = Instant::now();
     let lateness = start.saturating_duration_since(intended);
     let reuse = matches!(target, Target::Stdio(_));
-    let mut link = match kept.take() {
+    let mut link = match kept.link.take() {
         Some(l) => l,
-        None => match open(target, script).await {
+        None => match open(target, script, kept).await {
             Ok(l) => {
                 rec.phase(Phase::Connect, start, Instant::now());
                 l
@@ -180,9 +191,9 @@ async fn session(
         }
     }
     if reuse && !failed {
-        *kept = Some(link);
+        kept.link = Some(link);
     } else {
-        link.close(Duration::from_secs(3)).await;
+        kept.http = link.close_keeping(Duration::from_secs(3)).await;
     }
 }
 
@@ -204,7 +215,7 @@ pub async fn run(plan: Plan, rec: Arc<Recorder>, start: Instant) -> SelfCheck {
                 tasks.push(tokio::spawn(async move {
                     tokio::time::sleep_until((start + delay).into()).await;
                     let target = (plan.targets)(user);
-                    let mut kept = None;
+                    let mut kept = Kept::default();
                     loop {
                         let now = Instant::now();
                         if now >= end {
@@ -217,9 +228,7 @@ pub async fn run(plan: Plan, rec: Arc<Recorder>, start: Instant) -> SelfCheck {
                         }
                         session(&plan, &rec, &target, k, now, &mut kept).await;
                     }
-                    if let Some(l) = kept {
-                        l.close(Duration::from_secs(3)).await;
-                    }
+                    kept.close().await;
                 }));
             }
             for t in tasks {
@@ -236,7 +245,7 @@ pub async fn run(plan: Plan, rec: Arc<Recorder>, start: Instant) -> SelfCheck {
                 tasks.push(tokio::spawn(async move {
                     let mut waits = (0u64, Duration::ZERO);
                     let target = (plan.targets)(user);
-                    let mut kept = None;
+                    let mut kept = Kept::default();
                     loop {
                         let next = rx.lock().await.recv().await;
                         let Some((k, due)) = next else { break };
@@ -247,9 +256,7 @@ pub async fn run(plan: Plan, rec: Arc<Recorder>, start: Instant) -> SelfCheck {
                         }
                         session(&plan, &rec, &target, k, due, &mut kept).await;
                     }
-                    if let Some(l) = kept {
-                        l.close(Duration::from_secs(3)).await;
-                    }
+                    kept.close().await;
                     waits
                 }));
             }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mcptape_datasets::Kind;
-use mcptape_replayer::engine::{Observer, Options, Unanswered, run_session};
+use mcptape_replayer::engine::{Observer, Options, Unanswered, run_session_summary};
 use mcptape_replayer::link::{HttpConnection, Link, Target};
 use mcptape_replayer::script::Script;
 
@@ -85,9 +85,17 @@ pub struct SelfCheck {
     pub sessions: u64,
 }
 
+/// A user's observer: its sessions run one at a time, each with its own lateness.
 struct SessionObserver {
     rec: Arc<Recorder>,
-    lateness: Duration,
+    /// How late the current session started, ns.
+    lateness_ns: AtomicU64,
+}
+
+impl SessionObserver {
+    fn lateness(&self) -> Duration {
+        Duration::from_nanos(self.lateness_ns.load(Ordering::Relaxed))
+    }
 }
 
 impl Observer for SessionObserver {
@@ -97,7 +105,7 @@ impl Observer for SessionObserver {
             (Kind::Error, None) => Outcome::JsonRpcError(0),
             _ => Outcome::Ok,
         };
-        let intended = sent.checked_sub(self.lateness).unwrap_or(sent);
+        let intended = sent.checked_sub(self.lateness()).unwrap_or(sent);
         self.rec.request(method, intended, sent, answered, outcome);
         if matches!(method, "initialize" | "server/discover") {
             self.rec.phase(Phase::Handshake, sent, answered);
@@ -105,7 +113,7 @@ impl Observer for SessionObserver {
     }
 
     fn unanswered(&self, method: &str, sent: Instant, why: Unanswered) {
-        let intended = sent.checked_sub(self.lateness).unwrap_or(sent);
+        let intended = sent.checked_sub(self.lateness()).unwrap_or(sent);
         let outcome = match why {
             Unanswered::Timeout => Outcome::Timeout,
             Unanswered::Closed => Outcome::Transport,
@@ -125,15 +133,32 @@ pub fn failure_class(reason: &str) -> String {
 }
 
 /// What a user keeps from one session to the next.
-#[derive(Debug, Default)]
 struct Kept {
     /// stdio: the open link (the child process).
     link: Option<Link>,
     /// HTTP, sequential sessions: the user's own HTTP/1.1 connection.
     http: Option<HttpConnection>,
+    /// The engine options with this user's observer (made once, not per session).
+    opts: Options,
+    observer: Arc<SessionObserver>,
 }
 
 impl Kept {
+    fn new(plan: &Plan, rec: &Arc<Recorder>) -> Kept {
+        let observer = Arc::new(SessionObserver {
+            rec: rec.clone(),
+            lateness_ns: AtomicU64::new(0),
+        });
+        let mut opts = plan.engine.clone();
+        opts.observer = Some(observer.clone());
+        Kept {
+            link: None,
+            http: None,
+            opts,
+            observer,
+        }
+    }
+
     async fn close(self) {
         if let Some(l) = self.link {
             l.close(Duration::from_secs(3)).await;
@@ -172,23 +197,18 @@ async fn session(plan: &Plan, rec: &Arc<Recorder>, target: &Target, k: u64, inte
             }
         },
     };
-    let mut opts = plan.engine.clone();
-    opts.observer = Some(Arc::new(SessionObserver {
-        rec: rec.clone(),
-        lateness,
-    }));
-    let report = run_session(script, &mut link, &opts).await;
+    kept.observer.lateness_ns.store(
+        u64::try_from(lateness.as_nanos()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+    let summary = run_session_summary(script, &mut link, &kept.opts).await;
     rec.phase(Phase::Session, intended, Instant::now());
-    let failed = report.status == "failed";
-    if failed {
-        rec.error_at(&failure_class(report.reason.as_deref().unwrap_or("")), Instant::now());
+    let failed = summary.failed.is_some();
+    if let Some(reason) = &summary.failed {
+        rec.error_at(&failure_class(reason), Instant::now());
     }
-    if plan.engine.compare {
-        for c in report.methods.values() {
-            for _ in 0..c.differed {
-                rec.error_at("mismatch", Instant::now());
-            }
-        }
+    for _ in 0..summary.differed {
+        rec.error_at("mismatch", Instant::now());
     }
     if reuse && !failed {
         kept.link = Some(link);
@@ -215,7 +235,7 @@ pub async fn run(plan: Plan, rec: Arc<Recorder>, start: Instant) -> SelfCheck {
                 tasks.push(tokio::spawn(async move {
                     tokio::time::sleep_until((start + delay).into()).await;
                     let target = (plan.targets)(user);
-                    let mut kept = Kept::default();
+                    let mut kept = Kept::new(&plan, &rec);
                     loop {
                         let now = Instant::now();
                         if now >= end {
@@ -245,7 +265,7 @@ pub async fn run(plan: Plan, rec: Arc<Recorder>, start: Instant) -> SelfCheck {
                 tasks.push(tokio::spawn(async move {
                     let mut waits = (0u64, Duration::ZERO);
                     let target = (plan.targets)(user);
-                    let mut kept = Kept::default();
+                    let mut kept = Kept::new(&plan, &rec);
                     loop {
                         let next = rx.lock().await.recv().await;
                         let Some((k, due)) = next else { break };

@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 
 mod inline;
 
-use inline::InlineHttp;
 pub use inline::HttpConnection;
+use inline::InlineHttp;
 
 /// What the server sent, or why the link ended.
 #[derive(Debug)]
@@ -30,6 +30,10 @@ pub enum Incoming {
     /// The link ended (process exit, connection refused, HTTP error).
     Closed(String),
 }
+
+/// Nothing came in time ([`Link::recv_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedOut;
 
 /// Where to replay to.
 #[derive(Debug, Clone)]
@@ -165,6 +169,16 @@ impl Link {
         match &mut self.inner {
             Inner::Piped { rx, .. } => rx.recv().await,
             Inner::Inline(h) => h.recv().await,
+        }
+    }
+
+    /// Like [`Link::recv`], giving up after `left` ([`TimedOut`]). A sequential HTTP link reuses one timer, kept
+    /// with its connection across sessions: moving a timer's deadline later costs next to nothing, a new timer a
+    /// registration with the runtime's timer wheel and a removal.
+    pub async fn recv_for(&mut self, left: std::time::Duration) -> Result<Option<Incoming>, TimedOut> {
+        match &mut self.inner {
+            Inner::Piped { rx, .. } => tokio::time::timeout(left, rx.recv()).await.map_err(|_| TimedOut),
+            Inner::Inline(h) => h.recv_for(left).await,
         }
     }
 
@@ -449,16 +463,18 @@ pub(crate) fn mcp_request(
     method: http::Method,
     body: Bytes,
 ) -> http::Request<Full<Bytes>> {
+    use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
+    // Known names and values as constants: nothing to parse or validate per request.
     let mut b = http::Request::builder()
         .method(method)
         .uri(url.clone())
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json");
+        .header(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"))
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Some(s) = session {
-        b = b.header("mcp-session-id", s);
+        b = b.header(HeaderName::from_static("mcp-session-id"), s);
     }
     if let Some(v) = version {
-        b = b.header("mcp-protocol-version", v);
+        b = b.header(HeaderName::from_static("mcp-protocol-version"), v);
     }
     for (k, v) in headers {
         b = b.header(k.as_str(), v.as_str());

@@ -70,7 +70,10 @@ struct Live {
 pub struct HttpConnection {
     endpoint: Arc<Endpoint>,
     live: Option<Box<Live>>,
+    timer: Option<Timer>,
 }
+
+type Timer = Pin<Box<tokio::time::Sleep>>;
 
 impl std::fmt::Debug for HttpConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -110,6 +113,8 @@ pub(super) struct InlineHttp {
     /// In a lock only so that the link stays `Sync`; it is reached through `&mut self`.
     state: Mutex<State>,
     ended: bool,
+    /// The timer of [`InlineHttp::recv_for`], reset for each wait (in a lock only so that the link stays `Sync`).
+    timer: Mutex<Option<Timer>>,
 }
 
 impl std::fmt::Debug for InlineHttp {
@@ -129,9 +134,10 @@ impl InlineHttp {
         version: Option<&str>,
         conn: Option<HttpConnection>,
     ) -> Result<InlineHttp, String> {
-        let (endpoint, live) = match conn {
-            Some(c) if c.endpoint.text == url => (c.endpoint, c.live),
-            _ => (Arc::new(Endpoint::new(url)?), None),
+        let (endpoint, live, timer) = match conn {
+            Some(c) if c.endpoint.text == url => (c.endpoint, c.live, c.timer),
+            Some(c) => (Arc::new(Endpoint::new(url)?), None, c.timer),
+            None => (Arc::new(Endpoint::new(url)?), None, None),
         };
         Ok(InlineHttp {
             endpoint,
@@ -143,6 +149,7 @@ impl InlineHttp {
             inbox: VecDeque::new(),
             state: Mutex::new(State::Idle(live)),
             ended: false,
+            timer: Mutex::new(timer),
         })
     }
 
@@ -202,6 +209,25 @@ impl InlineHttp {
         }
     }
 
+    /// [`InlineHttp::recv`], giving up after `left`.
+    pub(super) async fn recv_for(&mut self, left: Duration) -> Result<Option<Incoming>, super::TimedOut> {
+        let at = tokio::time::Instant::now() + left;
+        let mut timer = match self.timer.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(mut t) => {
+                t.as_mut().reset(at);
+                t
+            }
+            None => Box::pin(tokio::time::sleep_until(at)),
+        };
+        let out = tokio::select! {
+            biased;
+            r = self.recv() => Ok(r),
+            () = &mut timer => Err(super::TimedOut),
+        };
+        *self.timer.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(timer);
+        out
+    }
+
     /// Ends the session (its DELETE, when the server gave a session id) and hands back the connection; one with
     /// an exchange still in flight is dropped, its answer belongs to no one.
     pub(super) async fn finish(self) -> HttpConnection {
@@ -239,6 +265,7 @@ impl InlineHttp {
         HttpConnection {
             endpoint: self.endpoint,
             live,
+            timer: self.timer.into_inner().unwrap_or_else(|e| e.into_inner()),
         }
     }
 }
@@ -438,7 +465,9 @@ mod tests {
         };
         let mut kept = None;
         for _ in 0..sessions {
-            let mut link = super::super::Link::open_sequential(&target, None, kept.take()).await.unwrap();
+            let mut link = super::super::Link::open_sequential(&target, None, kept.take())
+                .await
+                .unwrap();
             link.send(Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#));
             match link.recv().await {
                 Some(Incoming::Message(m)) => assert_eq!(&m[..], br#"{"jsonrpc":"2.0","id":1,"result":{}}"#),

@@ -575,6 +575,91 @@ mod tests {
         assert!(with_id(br#"{"result":{}}"#, "1").is_none());
     }
 
+    /// The load test's summary must judge a session exactly as the replay report does.
+    #[test]
+    fn the_summary_agrees_with_the_report_on_failure_and_differences() {
+        use crate::script::RecordedAnswer;
+        let answer = |p: &str| RecordedAnswer {
+            method: "tools/call".into(),
+            payload: Bytes::from(p.to_string()),
+            kind: Kind::Response,
+            latency_ns: None,
+        };
+        let mut answers = BTreeMap::new();
+        answers.insert("1".to_string(), answer(r#"{"jsonrpc":"2.0","id":1,"result":{"a":1}}"#));
+        answers.insert("2".to_string(), answer(r#"{"jsonrpc":"2.0","id":2,"result":{"a":1}}"#));
+        answers.insert("3".to_string(), answer(r#"{"jsonrpc":"2.0","id":3,"result":{"a":1}}"#));
+        let script = Script {
+            session: "s".into(),
+            transport: mcptape_datasets::Transport::Stdio,
+            protocol_version: None,
+            mcp_session: None,
+            steps: vec![],
+            answers,
+            server_requests: BTreeMap::new(),
+            notifications: BTreeMap::new(),
+            skipped_invalid: 0,
+        };
+        let sent: Vec<(String, String)> = ["1", "2", "3"]
+            .iter()
+            .map(|id| (id.to_string(), "tools/call".to_string()))
+            .collect();
+        // (live answers by id, closed, compare)
+        type Case = (Vec<(&'static str, &'static str)>, Option<&'static str>, bool);
+        let same = r#"{"jsonrpc":"2.0","id":1,"result":{"a":1}}"#;
+        let other = r#"{"jsonrpc":"2.0","id":2,"result":{"a":2}}"#;
+        let cases: Vec<Case> = vec![
+            (vec![("1", same), ("2", same), ("3", same)], None, true),
+            (vec![("1", same), ("2", other), ("3", same)], None, true),
+            (vec![("1", same), ("2", other), ("3", same)], None, false),
+            (vec![("1", same), ("2", other)], Some("the link ended"), true),
+            (
+                vec![("1", same), ("2", same), ("3", same)],
+                Some("the link ended"),
+                true,
+            ),
+            (
+                vec![("1", same), ("2", same), ("3", same), ("9", same)],
+                Some("gone"),
+                false,
+            ),
+            (vec![("1", same)], Some("gone"), false),
+        ];
+        for (live, closed, compare) in cases {
+            let opts = Options {
+                pace: Pace::Max,
+                timeout: Duration::from_secs(1),
+                ignore: Ignore::default(),
+                diff_limit: 10,
+                compare,
+                linger: Duration::ZERO,
+                observer: None,
+            };
+            let run = || Run {
+                script: &script,
+                opts: &opts,
+                live: live
+                    .iter()
+                    .map(|(id, p)| (id.to_string(), (Bytes::from(p.to_string()), Kind::Response)))
+                    .collect(),
+                server_seen: HashMap::new(),
+                notifications: BTreeMap::new(),
+                extra_server_requests: BTreeMap::new(),
+                rewrites: Rewrites::default(),
+                closed: closed.map(str::to_string),
+                sent_at: HashMap::new(),
+                live_session: None,
+            };
+            let report = run().report(&sent, Duration::ZERO);
+            let summary = run().summary(&sent);
+            let case = format!("{live:?} closed={closed:?} compare={compare}");
+            assert_eq!(summary.failed.is_some(), report.status == "failed", "{case}");
+            assert_eq!(summary.failed, report.reason, "{case}");
+            let differed: u64 = report.methods.values().map(|c| c.differed).sum();
+            assert_eq!(summary.differed, differed, "{case}");
+        }
+    }
+
     #[test]
     fn pace_parses() {
         assert_eq!("max".parse::<Pace>().unwrap(), Pace::Max);

@@ -464,22 +464,29 @@ pub(crate) fn mcp_request(
     body: Bytes,
 ) -> http::Request<Full<Bytes>> {
     use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
-    // Known names and values as constants: nothing to parse or validate per request.
-    let mut b = http::Request::builder()
-        .method(method)
-        .uri(url.clone())
-        .header(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"))
-        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(s) = session {
-        b = b.header(HeaderName::from_static("mcp-session-id"), s);
+    // Built in place (not through `http::request::Builder`, which moves its parts at every step), with the known
+    // names and values as constants: nothing to parse or validate per request but the live values.
+    let mut req = http::Request::new(Full::new(body));
+    *req.method_mut() = method;
+    *req.uri_mut() = url.clone();
+    let h = req.headers_mut();
+    h.reserve(4 + headers.len());
+    h.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // A value that cannot be a header value (a control character in a recorded protocol version, say) is left out
+    // rather than failing the request.
+    if let Some(s) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
+        h.insert(HeaderName::from_static("mcp-session-id"), s);
     }
-    if let Some(v) = version {
-        b = b.header(HeaderName::from_static("mcp-protocol-version"), v);
+    if let Some(v) = version.and_then(|v| HeaderValue::from_str(v).ok()) {
+        h.insert(HeaderName::from_static("mcp-protocol-version"), v);
     }
     for (k, v) in headers {
-        b = b.header(k.as_str(), v.as_str());
+        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+            h.append(k, v);
+        }
     }
-    b.body(Full::new(body)).expect("a valid request")
+    req
 }
 
 /// Ends a session with its DELETE (no body, so no content type), waiting 5 s at most; the answer does not matter.

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mcptape_datasets::Kind;
-use mcptape_replayer::engine::{Observer, Options, Unanswered, run_session};
-use mcptape_replayer::link::{Link, Target};
+use mcptape_replayer::engine::{Observer, Options, Unanswered, run_session_summary};
+use mcptape_replayer::link::{HttpConnection, Link, Target};
 use mcptape_replayer::script::Script;
 
 use crate::stats::{Outcome, Phase, Recorder};
@@ -85,9 +85,17 @@ pub struct SelfCheck {
     pub sessions: u64,
 }
 
+/// A user's observer: its sessions run one at a time, each with its own lateness.
 struct SessionObserver {
     rec: Arc<Recorder>,
-    lateness: Duration,
+    /// How late the current session started, ns.
+    lateness_ns: AtomicU64,
+}
+
+impl SessionObserver {
+    fn lateness(&self) -> Duration {
+        Duration::from_nanos(self.lateness_ns.load(Ordering::Relaxed))
+    }
 }
 
 impl Observer for SessionObserver {
@@ -97,7 +105,7 @@ impl Observer for SessionObserver {
             (Kind::Error, None) => Outcome::JsonRpcError(0),
             _ => Outcome::Ok,
         };
-        let intended = sent.checked_sub(self.lateness).unwrap_or(sent);
+        let intended = sent.checked_sub(self.lateness()).unwrap_or(sent);
         self.rec.request(method, intended, sent, answered, outcome);
         if matches!(method, "initialize" | "server/discover") {
             self.rec.phase(Phase::Handshake, sent, answered);
@@ -105,7 +113,7 @@ impl Observer for SessionObserver {
     }
 
     fn unanswered(&self, method: &str, sent: Instant, why: Unanswered) {
-        let intended = sent.checked_sub(self.lateness).unwrap_or(sent);
+        let intended = sent.checked_sub(self.lateness()).unwrap_or(sent);
         let outcome = match why {
             Unanswered::Timeout => Outcome::Timeout,
             Unanswered::Closed => Outcome::Transport,
@@ -124,33 +132,61 @@ pub fn failure_class(reason: &str) -> String {
         .map_or_else(|| "transport".to_string(), |code| format!("http_{code}"))
 }
 
-/// A link for `script`: sequential sessions are driven inline (no relay task), the rest through the usual link.
-async fn open(target: &Target, script: &Script) -> Result<Link, String> {
+/// What a user keeps from one session to the next.
+struct Kept {
+    /// stdio: the open link (the child process).
+    link: Option<Link>,
+    /// HTTP, sequential sessions: the user's own HTTP/1.1 connection.
+    http: Option<HttpConnection>,
+    /// The engine options with this user's observer (made once, not per session).
+    opts: Options,
+    observer: Arc<SessionObserver>,
+}
+
+impl Kept {
+    fn new(plan: &Plan, rec: &Arc<Recorder>) -> Kept {
+        let observer = Arc::new(SessionObserver {
+            rec: rec.clone(),
+            lateness_ns: AtomicU64::new(0),
+        });
+        let mut opts = plan.engine.clone();
+        opts.observer = Some(observer.clone());
+        Kept {
+            link: None,
+            http: None,
+            opts,
+            observer,
+        }
+    }
+
+    async fn close(self) {
+        if let Some(l) = self.link {
+            l.close(Duration::from_secs(3)).await;
+        }
+    }
+}
+
+/// A link for `script`: sequential sessions are driven inline on the user's own connection (no relay task, no
+/// pool), the rest through the usual link.
+async fn open(target: &Target, script: &Script, kept: &mut Kept) -> Result<Link, String> {
     let version = script.protocol_version.as_deref();
     if script.is_sequential() {
-        Link::open_sequential(target, version).await
+        Link::open_sequential(target, version, kept.http.take()).await
     } else {
         Link::open(target, version).await
     }
 }
 
-/// Runs one session for user `user`, due at `intended`. `kept` is the user's open link: stdio users keep their
-/// child process across sessions; HTTP users open a new MCP session (on the shared connection pool) each time.
-async fn session(
-    plan: &Plan,
-    rec: &Arc<Recorder>,
-    target: &Target,
-    k: u64,
-    intended: Instant,
-    kept: &mut Option<Link>,
-) {
+/// Runs one session for user `user`, due at `intended`. `kept` is what the user keeps: stdio users their child
+/// process; HTTP users open a new MCP session each time, sequential ones on their own kept connection.
+async fn session(plan: &Plan, rec: &Arc<Recorder>, target: &Target, k: u64, intended: Instant, kept: &mut Kept) {
     let script = &plan.scripts[(plan.pick)(k) % plan.scripts.len()];
     let start = Instant::now();
     let lateness = start.saturating_duration_since(intended);
     let reuse = matches!(target, Target::Stdio(_));
-    let mut link = match kept.take() {
+    let mut link = match kept.link.take() {
         Some(l) => l,
-        None => match open(target, script).await {
+        None => match open(target, script, kept).await {
             Ok(l) => {
                 rec.phase(Phase::Connect, start, Instant::now());
                 l
@@ -161,28 +197,23 @@ async fn session(
             }
         },
     };
-    let mut opts = plan.engine.clone();
-    opts.observer = Some(Arc::new(SessionObserver {
-        rec: rec.clone(),
-        lateness,
-    }));
-    let report = run_session(script, &mut link, &opts).await;
+    kept.observer.lateness_ns.store(
+        u64::try_from(lateness.as_nanos()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+    let summary = run_session_summary(script, &mut link, &kept.opts).await;
     rec.phase(Phase::Session, intended, Instant::now());
-    let failed = report.status == "failed";
-    if failed {
-        rec.error_at(&failure_class(report.reason.as_deref().unwrap_or("")), Instant::now());
+    let failed = summary.failed.is_some();
+    if let Some(reason) = &summary.failed {
+        rec.error_at(&failure_class(reason), Instant::now());
     }
-    if plan.engine.compare {
-        for c in report.methods.values() {
-            for _ in 0..c.differed {
-                rec.error_at("mismatch", Instant::now());
-            }
-        }
+    for _ in 0..summary.differed {
+        rec.error_at("mismatch", Instant::now());
     }
     if reuse && !failed {
-        *kept = Some(link);
+        kept.link = Some(link);
     } else {
-        link.close(Duration::from_secs(3)).await;
+        kept.http = link.close_keeping(Duration::from_secs(3)).await;
     }
 }
 
@@ -194,17 +225,18 @@ pub async fn run(plan: Plan, rec: Arc<Recorder>, start: Instant) -> SelfCheck {
     let mut check = SelfCheck::default();
     match plan.model {
         Model::Closed { users } => {
-            let mut tasks = Vec::new();
             // This shard's users: every shards-th, from its index.
             let mine: Vec<u32> = (0..users).filter(|u| u % shards == shard).collect();
             let n = mine.len().max(1) as u32;
-            for (i, user) in mine.into_iter().enumerate() {
-                let (plan, rec, counter) = (plan.clone(), rec.clone(), counter.clone());
+            let (p, r, c) = (plan.clone(), rec.clone(), counter.clone());
+            spread(mine.len(), move |i| {
+                let (plan, rec, counter) = (p.clone(), r.clone(), c.clone());
+                let user = mine[i];
                 let delay = plan.ramp.mul_f64(i as f64 / n as f64);
-                tasks.push(tokio::spawn(async move {
+                async move {
                     tokio::time::sleep_until((start + delay).into()).await;
                     let target = (plan.targets)(user);
-                    let mut kept = None;
+                    let mut kept = Kept::new(&plan, &rec);
                     loop {
                         let now = Instant::now();
                         if now >= end {
@@ -217,26 +249,24 @@ pub async fn run(plan: Plan, rec: Arc<Recorder>, start: Instant) -> SelfCheck {
                         }
                         session(&plan, &rec, &target, k, now, &mut kept).await;
                     }
-                    if let Some(l) = kept {
-                        l.close(Duration::from_secs(3)).await;
-                    }
-                }));
-            }
-            for t in tasks {
-                let _ = t.await;
-            }
+                    kept.close().await;
+                }
+            })
+            .await;
             check.sessions = counter.load(Ordering::Relaxed);
         }
         Model::Open { rate, poisson, users } => {
             let (tx, rx) = async_channel(users as usize * 4);
             let rx = Arc::new(tokio::sync::Mutex::new(rx));
-            let mut tasks = Vec::new();
-            for user in (0..users).filter(|u| u % shards == shard) {
-                let (plan, rec, rx) = (plan.clone(), rec.clone(), rx.clone());
-                tasks.push(tokio::spawn(async move {
+            let mine: Vec<u32> = (0..users).filter(|u| u % shards == shard).collect();
+            let (p, r) = (plan.clone(), rec.clone());
+            let users_done = tokio::spawn(spread(mine.len(), move |i| {
+                let (plan, rec, rx) = (p.clone(), r.clone(), rx.clone());
+                let user = mine[i];
+                async move {
                     let mut waits = (0u64, Duration::ZERO);
                     let target = (plan.targets)(user);
-                    let mut kept = None;
+                    let mut kept = Kept::new(&plan, &rec);
                     loop {
                         let next = rx.lock().await.recv().await;
                         let Some((k, due)) = next else { break };
@@ -247,12 +277,10 @@ pub async fn run(plan: Plan, rec: Arc<Recorder>, start: Instant) -> SelfCheck {
                         }
                         session(&plan, &rec, &target, k, due, &mut kept).await;
                     }
-                    if let Some(l) = kept {
-                        l.close(Duration::from_secs(3)).await;
-                    }
+                    kept.close().await;
                     waits
-                }));
-            }
+                }
+            }));
             // Arrivals: evenly spaced or Poisson, the rate ramping up linearly over the ramp; this shard takes
             // every shards-th arrival.
             let mut rng = plan.seed.max(1);
@@ -289,16 +317,78 @@ pub async fn run(plan: Plan, rec: Arc<Recorder>, start: Instant) -> SelfCheck {
                 k += 1;
             }
             drop(tx);
-            for t in tasks {
-                if let Ok((late, worst)) = t.await {
-                    check.late_arrivals += late;
-                    check.worst_wait = check.worst_wait.max(worst);
-                }
+            for (late, worst) in users_done.await.unwrap_or_default() {
+                check.late_arrivals += late;
+                check.worst_wait = check.worst_wait.max(worst);
             }
             check.sessions = k.div_ceil(shards as u64);
         }
     }
     check
+}
+
+/// Runs `make(0..n)` as tasks spread over one single-threaded runtime per core (oha does the same), and returns
+/// what they returned. Why not the process's multi-thread runtime: a virtual user's task, its connection and its
+/// timer then stay on one thread, so no request pays for work stealing or for waking a parked worker (a futex
+/// call each); the users are independent, and the recorder already keeps a shard per thread. If a runtime cannot
+/// be built, that thread's users run on the calling runtime instead.
+async fn spread<T, F, Fut>(n: usize, make: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |c| c.get())
+        .clamp(1, n.max(1));
+    let make = Arc::new(make);
+    let outer = tokio::runtime::Handle::current();
+    let mut done = Vec::new();
+    for t in 0..threads {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        done.push(rx);
+        let (m, outer) = (make.clone(), outer.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("mcptape-load-{t}"))
+            .spawn(move || {
+                let out = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt.block_on(share(m, t, threads, n)),
+                    Err(_) => outer.block_on(share(m, t, threads, n)),
+                };
+                let _ = tx.send(out);
+            });
+        if spawned.is_err() {
+            // No thread: this share runs on the calling runtime.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            *done.last_mut().expect("pushed above") = rx;
+            let m = make.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(share(m, t, threads, n).await);
+            });
+        }
+    }
+    let mut out = Vec::with_capacity(n);
+    for rx in done {
+        out.extend(rx.await.unwrap_or_default());
+    }
+    out
+}
+
+/// The tasks `make(t)`, `make(t + step)`, … below `n`, spawned on the current runtime; what they returned.
+async fn share<T, F, Fut>(make: Arc<F>, t: usize, step: usize, n: usize) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let tasks: Vec<_> = (t..n).step_by(step).map(|i| tokio::spawn(make(i))).collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        if let Ok(v) = task.await {
+            out.push(v);
+        }
+    }
+    out
 }
 
 /// An arrival: the session number and when it was due.
@@ -314,6 +404,19 @@ fn async_channel(cap: usize) -> (tokio::sync::mpsc::Sender<Arrival>, tokio::sync
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn spread_runs_every_task_once_on_threads_of_its_own_and_returns_what_each_returned() {
+        let caller = std::thread::current().id();
+        let mut out = spread(
+            10,
+            move |i| async move { (i * 2, std::thread::current().id() != caller) },
+        )
+        .await;
+        out.sort();
+        assert_eq!(out, (0..10).map(|i| (i * 2, true)).collect::<Vec<_>>());
+        assert!(spread(0, |i| async move { i }).await.is_empty());
+    }
 
     #[test]
     fn failures_are_classed_by_http_status_or_transport() {

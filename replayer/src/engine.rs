@@ -117,6 +117,29 @@ pub async fn replay_session(script: &Script, mut link: Link, opts: &Options) -> 
 /// connection or child process (a load test's stdio users).
 pub async fn run_session(script: &Script, link: &mut Link, opts: &Options) -> SessionReport {
     let started = Instant::now();
+    let (run, sent) = drive(script, link, opts).await;
+    run.report(&sent, started.elapsed())
+}
+
+/// What a load test keeps of a session: the counts behind [`SessionReport`]'s status, without its per-method
+/// maps and diffs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Why the session failed (the status [`SessionReport`] would give is `failed`).
+    pub failed: Option<String>,
+    /// Live answers that differed from the recorded ones (0 unless [`Options::compare`]).
+    pub differed: u64,
+}
+
+/// Like [`run_session`], returning only a [`Summary`] (the same judgement, none of the report's allocations).
+pub async fn run_session_summary(script: &Script, link: &mut Link, opts: &Options) -> Summary {
+    let (run, sent) = drive(script, link, opts).await;
+    run.summary(&sent)
+}
+
+/// Sends the script's messages and collects the answers; returns the run and the (id, method) of requests sent.
+async fn drive<'a>(script: &'a Script, link: &mut Link, opts: &'a Options) -> (Run<'a>, Vec<(String, String)>) {
+    let started = Instant::now();
     let mut run = Run {
         script,
         opts,
@@ -130,7 +153,6 @@ pub async fn run_session(script: &Script, link: &mut Link, opts: &Options) -> Se
         live_session: None,
     };
     let mut sent: Vec<(String, String)> = Vec::new(); // (id, method) of requests sent
-    let mut timed_out: Vec<String> = Vec::new();
     for step in &script.steps {
         if run.closed.is_some() {
             break;
@@ -138,9 +160,7 @@ pub async fn run_session(script: &Script, link: &mut Link, opts: &Options) -> Se
         // Causality: the answers the client had when it sent this.
         let deadline = Instant::now() + opts.timeout;
         for id in &step.wait_for {
-            if !run.wait_for(link, id, deadline).await && run.closed.is_none() {
-                timed_out.push(id.clone());
-            }
+            run.wait_for(link, id, deadline).await;
         }
         // Pacing.
         let at = match opts.pace {
@@ -170,8 +190,8 @@ pub async fn run_session(script: &Script, link: &mut Link, opts: &Options) -> Se
         if run.closed.is_some() {
             break;
         }
-        if script.answers.contains_key(id) && !run.wait_for(link, id, deadline).await {
-            timed_out.push(id.clone());
+        if script.answers.contains_key(id) {
+            run.wait_for(link, id, deadline).await;
         }
     }
     // Server requests the recording had but the live server has not sent yet (some come on a timer).
@@ -185,7 +205,18 @@ pub async fn run_session(script: &Script, link: &mut Link, opts: &Options) -> Se
         run.pump_until(link, Instant::now() + opts.linger).await;
     }
     run.live_session = link.session_id();
-    run.report(&sent, started.elapsed())
+    (run, sent)
+}
+
+/// How one live answer compares with the recording.
+enum Judged {
+    Matched,
+    /// With the differences found (none when one side is not JSON).
+    Differed(Vec<mcptape_reports::replay::Difference>),
+    Missing,
+    Extra,
+    /// Neither recorded nor live (a request whose answer the recording does not have, unanswered).
+    Nothing,
 }
 
 /// Whether a recorded answer carries a value a live server mints (a cheap byte search before any parse).
@@ -227,7 +258,7 @@ impl Run<'_> {
                 return false;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, link.recv()).await {
+            match link.recv_for(left).await {
                 Ok(Some(inc)) => self.handle(link, inc),
                 Ok(None) => {
                     self.closed.get_or_insert_with(|| "the link ended".into());
@@ -244,7 +275,7 @@ impl Run<'_> {
             if left.is_zero() {
                 return;
             }
-            match tokio::time::timeout(left, link.recv()).await {
+            match link.recv_for(left).await {
                 Ok(Some(inc)) => self.handle(link, inc),
                 Ok(None) => {
                     self.closed.get_or_insert_with(|| "the link ended".into());
@@ -346,7 +377,8 @@ impl Run<'_> {
         }
     }
 
-    fn report(mut self, sent: &[(String, String)], took: Duration) -> SessionReport {
+    /// Tells the observer about the requests still unanswered at the end.
+    fn unanswered(&mut self) {
         if let Some(obs) = &self.opts.observer {
             let why = if self.closed.is_some() {
                 Unanswered::Closed
@@ -357,61 +389,111 @@ impl Run<'_> {
                 obs.unanswered(&method, at, why);
             }
         }
+    }
+
+    /// How the live answer to request `id` compares with the recording (the live answer is taken out of
+    /// `self.live`), and whether it was a JSON-RPC error.
+    fn judge(&mut self, id: &str) -> (Judged, bool) {
+        let live = self.live.remove(id);
+        let error = live.as_ref().is_some_and(|(_, k)| *k == Kind::Error);
+        let judged = match (self.script.answers.get(id), live) {
+            (Some(_), Some(_)) if !self.opts.compare => Judged::Matched,
+            (Some(rec), Some((bytes, _))) => {
+                let (Ok(mut r), Ok(mut l)) = (
+                    serde_json::from_slice::<Value>(&rec.payload),
+                    serde_json::from_slice::<Value>(&bytes),
+                ) else {
+                    return (Judged::Differed(Vec::new()), error);
+                };
+                let recorded_hash = self.script.mcp_session.as_deref().filter(|h| h.starts_with("sha256:"));
+                crate::compare::mask_session(&mut r, None, recorded_hash);
+                // A mock made from this capture (`mcptape serve`) echoes the recorded id: mask it on both sides.
+                crate::compare::mask_session(&mut l, self.live_session.as_deref(), recorded_hash);
+                let d = diff(&r, &l, &self.opts.ignore, self.opts.diff_limit);
+                if d.is_empty() {
+                    Judged::Matched
+                } else {
+                    Judged::Differed(d)
+                }
+            }
+            (Some(_), None) => Judged::Missing,
+            (None, Some(_)) => Judged::Extra,
+            (None, None) => Judged::Nothing,
+        };
+        (judged, error)
+    }
+
+    /// The counts of [`Run::report`] summed over methods, and the same verdict, without building the report.
+    fn summary(mut self, sent: &[(String, String)]) -> Summary {
+        self.unanswered();
+        let mut c = Counts::default();
+        for (id, _) in sent {
+            match self.judge(id).0 {
+                Judged::Matched => c.matched += 1,
+                Judged::Differed(_) => c.differed += 1,
+                Judged::Missing => c.missing += 1,
+                Judged::Extra => c.extra += 1,
+                Judged::Nothing => {}
+            }
+        }
+        c.extra += self.live.len() as u64;
+        for (method, recorded) in &self.script.server_requests {
+            let seen = self.server_seen.get(method).copied().unwrap_or(0);
+            c.missing += recorded.len().saturating_sub(seen) as u64;
+        }
+        c.extra += self.extra_server_requests.values().sum::<u64>();
+        let failed = self.closed.is_some() && !c.clean();
+        Summary {
+            failed: if failed { self.closed.take() } else { None },
+            differed: c.differed,
+        }
+    }
+
+    fn report(mut self, sent: &[(String, String)], took: Duration) -> SessionReport {
+        self.unanswered();
         let mut methods: BTreeMap<String, Counts> = BTreeMap::new();
         let mut diffs = Vec::new();
         for (id, method) in sent {
+            let (judged, error) = self.judge(id);
             let c = methods.entry(method.clone()).or_default();
-            let live = self.live.remove(id);
-            if live.as_ref().is_some_and(|(_, k)| *k == Kind::Error) {
+            if error {
                 c.errors += 1;
             }
-            match (self.script.answers.get(id), live) {
-                (Some(_), Some(_)) if !self.opts.compare => c.matched += 1,
-                (Some(rec), Some((bytes, _))) => {
-                    let (Ok(mut r), Ok(mut l)) = (
-                        serde_json::from_slice::<Value>(&rec.payload),
-                        serde_json::from_slice::<Value>(&bytes),
-                    ) else {
-                        c.differed += 1;
-                        continue;
-                    };
-                    let recorded_hash = self.script.mcp_session.as_deref().filter(|h| h.starts_with("sha256:"));
-                    crate::compare::mask_session(&mut r, None, recorded_hash);
-                    // A mock made from this capture (`mcptape serve`) echoes the recorded id: mask it on both sides.
-                    crate::compare::mask_session(&mut l, self.live_session.as_deref(), recorded_hash);
-                    let d = diff(&r, &l, &self.opts.ignore, self.opts.diff_limit);
+            let outcome = match judged {
+                Judged::Matched => {
+                    c.matched += 1;
+                    continue;
+                }
+                Judged::Nothing => continue,
+                Judged::Differed(d) => {
+                    c.differed += 1;
                     if d.is_empty() {
-                        c.matched += 1;
-                    } else {
-                        c.differed += 1;
-                        diffs.push(AnswerDiff {
-                            method: method.clone(),
-                            rpc_id: id.clone(),
-                            outcome: "differed".into(),
-                            differences: d,
-                        });
+                        // Not JSON on one side: counted, nothing to show.
+                        continue;
                     }
+                    diffs.push(AnswerDiff {
+                        method: method.clone(),
+                        rpc_id: id.clone(),
+                        outcome: "differed".into(),
+                        differences: d,
+                    });
+                    continue;
                 }
-                (Some(_), None) => {
+                Judged::Missing => {
                     c.missing += 1;
-                    diffs.push(AnswerDiff {
-                        method: method.clone(),
-                        rpc_id: id.clone(),
-                        outcome: "missing".into(),
-                        differences: vec![],
-                    });
+                    "missing"
                 }
-                (None, Some(_)) => {
+                Judged::Extra => {
                     c.extra += 1;
-                    diffs.push(AnswerDiff {
-                        method: method.clone(),
-                        rpc_id: id.clone(),
-                        outcome: "extra".into(),
-                        differences: vec![],
-                    });
+                    "extra"
                 }
-                (None, None) => {}
-            }
+            };
+            diffs.push(AnswerDiff {
+                method: method.clone(),
+                rpc_id: id.clone(),
+                outcome: outcome.into(),
+                differences: vec![],
+            });
         }
         // Live answers to ids the client never sent.
         for (id, _) in self.live.drain() {
@@ -491,6 +573,91 @@ mod tests {
         );
         assert!(with_id(b"not json", "1").is_none());
         assert!(with_id(br#"{"result":{}}"#, "1").is_none());
+    }
+
+    /// The load test's summary must judge a session exactly as the replay report does.
+    #[test]
+    fn the_summary_agrees_with_the_report_on_failure_and_differences() {
+        use crate::script::RecordedAnswer;
+        let answer = |p: &str| RecordedAnswer {
+            method: "tools/call".into(),
+            payload: Bytes::from(p.to_string()),
+            kind: Kind::Response,
+            latency_ns: None,
+        };
+        let mut answers = BTreeMap::new();
+        answers.insert("1".to_string(), answer(r#"{"jsonrpc":"2.0","id":1,"result":{"a":1}}"#));
+        answers.insert("2".to_string(), answer(r#"{"jsonrpc":"2.0","id":2,"result":{"a":1}}"#));
+        answers.insert("3".to_string(), answer(r#"{"jsonrpc":"2.0","id":3,"result":{"a":1}}"#));
+        let script = Script {
+            session: "s".into(),
+            transport: mcptape_datasets::Transport::Stdio,
+            protocol_version: None,
+            mcp_session: None,
+            steps: vec![],
+            answers,
+            server_requests: BTreeMap::new(),
+            notifications: BTreeMap::new(),
+            skipped_invalid: 0,
+        };
+        let sent: Vec<(String, String)> = ["1", "2", "3"]
+            .iter()
+            .map(|id| (id.to_string(), "tools/call".to_string()))
+            .collect();
+        // (live answers by id, closed, compare)
+        type Case = (Vec<(&'static str, &'static str)>, Option<&'static str>, bool);
+        let same = r#"{"jsonrpc":"2.0","id":1,"result":{"a":1}}"#;
+        let other = r#"{"jsonrpc":"2.0","id":2,"result":{"a":2}}"#;
+        let cases: Vec<Case> = vec![
+            (vec![("1", same), ("2", same), ("3", same)], None, true),
+            (vec![("1", same), ("2", other), ("3", same)], None, true),
+            (vec![("1", same), ("2", other), ("3", same)], None, false),
+            (vec![("1", same), ("2", other)], Some("the link ended"), true),
+            (
+                vec![("1", same), ("2", same), ("3", same)],
+                Some("the link ended"),
+                true,
+            ),
+            (
+                vec![("1", same), ("2", same), ("3", same), ("9", same)],
+                Some("gone"),
+                false,
+            ),
+            (vec![("1", same)], Some("gone"), false),
+        ];
+        for (live, closed, compare) in cases {
+            let opts = Options {
+                pace: Pace::Max,
+                timeout: Duration::from_secs(1),
+                ignore: Ignore::default(),
+                diff_limit: 10,
+                compare,
+                linger: Duration::ZERO,
+                observer: None,
+            };
+            let run = || Run {
+                script: &script,
+                opts: &opts,
+                live: live
+                    .iter()
+                    .map(|(id, p)| (id.to_string(), (Bytes::from(p.to_string()), Kind::Response)))
+                    .collect(),
+                server_seen: HashMap::new(),
+                notifications: BTreeMap::new(),
+                extra_server_requests: BTreeMap::new(),
+                rewrites: Rewrites::default(),
+                closed: closed.map(str::to_string),
+                sent_at: HashMap::new(),
+                live_session: None,
+            };
+            let report = run().report(&sent, Duration::ZERO);
+            let summary = run().summary(&sent);
+            let case = format!("{live:?} closed={closed:?} compare={compare}");
+            assert_eq!(summary.failed.is_some(), report.status == "failed", "{case}");
+            assert_eq!(summary.failed, report.reason, "{case}");
+            let differed: u64 = report.methods.values().map(|c| c.differed).sum();
+            assert_eq!(summary.differed, differed, "{case}");
+        }
     }
 
     #[test]

@@ -17,6 +17,11 @@ use mcptape_datasets::wire::sse::SseDecoder;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
+mod inline;
+
+pub use inline::HttpConnection;
+use inline::InlineHttp;
+
 /// What the server sent, or why the link ended.
 #[derive(Debug)]
 pub enum Incoming {
@@ -25,6 +30,10 @@ pub enum Incoming {
     /// The link ended (process exit, connection refused, HTTP error).
     Closed(String),
 }
+
+/// Nothing came in time ([`Link::recv_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedOut;
 
 /// Where to replay to.
 #[derive(Debug, Clone)]
@@ -127,26 +136,19 @@ impl Link {
 
     /// Like [`Link::open`], for a session that never has two exchanges in flight
     /// ([`crate::script::Script::is_sequential`]): over Streamable HTTP each POST then runs inside
-    /// [`Link::recv`], in the caller's task, instead of hopping through a relay task and channels. No GET stream is
-    /// opened (such a session expects no server requests). Other transports open as usual.
-    pub async fn open_sequential(target: &Target, protocol_version: Option<&str>) -> Result<Link, String> {
+    /// [`Link::recv`], in the caller's task, on `conn` (the caller's own HTTP/1.1 connection, kept from its last
+    /// session by [`Link::close_keeping`]; a new one when `None`) instead of hopping through a relay task, channels
+    /// and the shared pool. No GET stream is opened (such a session expects no server requests). Other transports
+    /// open as usual.
+    pub async fn open_sequential(
+        target: &Target,
+        protocol_version: Option<&str>,
+        conn: Option<HttpConnection>,
+    ) -> Result<Link, String> {
         match target {
-            Target::Http { url, headers } => {
-                let url: http::Uri = url.parse().map_err(|e| format!("--target {url}: {e}"))?;
-                Ok(Link {
-                    inner: Inner::Inline(Box::new(InlineHttp {
-                        client: http_client(),
-                        url,
-                        headers: headers.clone(),
-                        session: None,
-                        version: protocol_version.map(str::to_string),
-                        outbox: Mutex::new(std::collections::VecDeque::new()),
-                        inbox: std::collections::VecDeque::new(),
-                        inflight: Mutex::new(None),
-                        ended: false,
-                    })),
-                })
-            }
+            Target::Http { url, headers } => Ok(Link {
+                inner: Inner::Inline(Box::new(InlineHttp::new(url, headers, protocol_version, conn)?)),
+            }),
             other => Link::open(other, protocol_version).await,
         }
     }
@@ -170,6 +172,16 @@ impl Link {
         }
     }
 
+    /// Like [`Link::recv`], giving up after `left` ([`TimedOut`]). A sequential HTTP link reuses one timer, kept
+    /// with its connection across sessions: moving a timer's deadline later costs next to nothing, a new timer a
+    /// registration with the runtime's timer wheel and a removal.
+    pub async fn recv_for(&mut self, left: std::time::Duration) -> Result<Option<Incoming>, TimedOut> {
+        match &mut self.inner {
+            Inner::Piped { rx, .. } => tokio::time::timeout(left, rx.recv()).await.map_err(|_| TimedOut),
+            Inner::Inline(h) => h.recv_for(left).await,
+        }
+    }
+
     /// The live transport session id (Streamable HTTP's `Mcp-Session-Id`), once the server gave one.
     pub fn session_id(&self) -> Option<String> {
         match &self.inner {
@@ -177,16 +189,22 @@ impl Link {
                 closer: Closer::Http(state),
                 ..
             } => state.session.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            Inner::Inline(h) => h.session.clone(),
+            Inner::Inline(h) => h.session().map(str::to_string),
             _ => None,
         }
     }
 
     /// Ends the session: closes stdin and waits for the child (killing it after `grace`), or DELETEs the session.
     pub async fn close(self, grace: std::time::Duration) {
+        self.close_keeping(grace).await;
+    }
+
+    /// Like [`Link::close`], and hands back the HTTP/1.1 connection of a link from [`Link::open_sequential`] for
+    /// the caller's next session (`None` for other links, or when the connection cannot carry another request).
+    pub async fn close_keeping(self, grace: std::time::Duration) -> Option<HttpConnection> {
         let (tx, closer) = match self.inner {
             Inner::Piped { tx, closer, .. } => (tx, closer),
-            Inner::Inline(h) => return h.delete().await,
+            Inner::Inline(h) => return Some(h.finish().await),
         };
         drop(tx);
         match closer {
@@ -204,6 +222,7 @@ impl Link {
                 }
             }
         }
+        None
     }
 }
 
@@ -266,7 +285,7 @@ fn open_stdio(cmd: &[String]) -> Result<Link, String> {
     })
 }
 
-type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpClient = Client<Connector, Full<Bytes>>;
 
 /// Shared by the tasks of one HTTP session.
 #[derive(Debug)]
@@ -287,13 +306,25 @@ fn http_client() -> HttpClient {
 }
 
 fn new_http_client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build(connector())
+}
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// The TCP (Nagle off) and TLS connector every HTTP link uses, built once.
+fn connector() -> Connector {
+    static CONNECTOR: std::sync::OnceLock<Connector> = std::sync::OnceLock::new();
+    CONNECTOR.get_or_init(new_connector).clone()
+}
+
+fn new_connector() -> Connector {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-    let https = match tls {
+    match tls {
         Ok(cfg) => hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(cfg)
             .https_or_http()
@@ -310,8 +341,7 @@ fn new_http_client() -> HttpClient {
             .https_or_http()
             .enable_http1()
             .wrap_connector(nodelay_connector()),
-    };
-    Client::builder(TokioExecutor::new()).build(https)
+    }
 }
 
 /// A plain TCP connector with Nagle off: a POST's headers and body, and small answers, must not wait for an ACK.
@@ -424,7 +454,7 @@ impl HttpState {
 
 /// A Streamable HTTP request: the MCP accept and content types, the live session id and protocol version once
 /// known, then the extra headers from the command line (never recorded ones).
-fn mcp_request(
+pub(crate) fn mcp_request(
     url: &http::Uri,
     headers: &[(String, String)],
     session: Option<&str>,
@@ -432,21 +462,30 @@ fn mcp_request(
     method: http::Method,
     body: Bytes,
 ) -> http::Request<Full<Bytes>> {
-    let mut b = http::Request::builder()
-        .method(method)
-        .uri(url.clone())
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json");
-    if let Some(s) = session {
-        b = b.header("mcp-session-id", s);
+    use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
+    // Built in place (not through `http::request::Builder`, which moves its parts at every step), with the known
+    // names and values as constants: nothing to parse or validate per request but the live values.
+    let mut req = http::Request::new(Full::new(body));
+    *req.method_mut() = method;
+    *req.uri_mut() = url.clone();
+    let h = req.headers_mut();
+    h.reserve(4 + headers.len());
+    h.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // A value that cannot be a header value (a control character in a recorded protocol version, say) is left out
+    // rather than failing the request.
+    if let Some(s) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
+        h.insert(HeaderName::from_static("mcp-session-id"), s);
     }
-    if let Some(v) = version {
-        b = b.header("mcp-protocol-version", v);
+    if let Some(v) = version.and_then(|v| HeaderValue::from_str(v).ok()) {
+        h.insert(HeaderName::from_static("mcp-protocol-version"), v);
     }
     for (k, v) in headers {
-        b = b.header(k.as_str(), v.as_str());
+        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+            h.append(k, v);
+        }
     }
-    b.body(Full::new(body)).expect("a valid request")
+    req
 }
 
 /// Ends a session with its DELETE (no body, so no content type), waiting 5 s at most; the answer does not matter.
@@ -457,7 +496,7 @@ async fn delete_session(client: &HttpClient, mut req: http::Request<Full<Bytes>>
 
 /// Reads what a POST or GET answered: JSON, an SSE stream of messages, nothing (202), or an error that ends the
 /// session; each message or end goes to `sink`.
-async fn read_answer(
+pub(crate) async fn read_answer(
     resp: http::Response<hyper::body::Incoming>,
     what: &str,
     url: &http::Uri,
@@ -503,115 +542,6 @@ async fn read_answer(
     } else if !status.is_success() {
         let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
         sink(Incoming::Closed(format!("{what} {url}: HTTP {status}: {text}")));
-    }
-}
-
-/// What one inline exchange brought back.
-struct Exchanged {
-    session: Option<String>,
-    incoming: Vec<Incoming>,
-}
-
-type Exchange = std::pin::Pin<Box<dyn std::future::Future<Output = Exchanged> + Send>>;
-
-/// Streamable HTTP for a sequential session: queued messages are posted one at a time when the caller asks for
-/// the next incoming message.
-struct InlineHttp {
-    client: HttpClient,
-    url: http::Uri,
-    headers: Vec<(String, String)>,
-    session: Option<String>,
-    version: Option<String>,
-    /// Sent by the engine, not yet posted (behind a lock only because [`Link::send`] takes `&self`).
-    outbox: Mutex<std::collections::VecDeque<Bytes>>,
-    inbox: std::collections::VecDeque<Incoming>,
-    /// The exchange in flight, kept here so that a cancelled [`Link::recv`] resumes it (in a lock only so that
-    /// the link stays `Sync`; it is reached through `&mut self`).
-    inflight: Mutex<Option<Exchange>>,
-    ended: bool,
-}
-
-impl std::fmt::Debug for InlineHttp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InlineHttp")
-            .field("url", &self.url)
-            .field("session", &self.session)
-            .field("ended", &self.ended)
-            .finish_non_exhaustive()
-    }
-}
-
-impl InlineHttp {
-    fn request(&self, method: http::Method, body: Bytes) -> http::Request<Full<Bytes>> {
-        mcp_request(
-            &self.url,
-            &self.headers,
-            self.session.as_deref(),
-            self.version.as_deref(),
-            method,
-            body,
-        )
-    }
-
-    async fn recv(&mut self) -> Option<Incoming> {
-        loop {
-            if let Some(inc) = self.inbox.pop_front() {
-                if matches!(inc, Incoming::Closed(_)) {
-                    self.ended = true;
-                }
-                return Some(inc);
-            }
-            if self.ended {
-                return None;
-            }
-            let inflight = self.inflight.get_mut().unwrap_or_else(|e| e.into_inner());
-            if inflight.is_none() {
-                let next = self.outbox.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-                let Some(msg) = next else {
-                    // Nothing to send and nothing coming: only the caller's timeout ends this wait.
-                    return std::future::pending().await;
-                };
-                let req = self.request(http::Method::POST, msg);
-                let (client, url) = (self.client.clone(), self.url.clone());
-                *self.inflight.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(Box::pin(async move {
-                    let mut incoming = Vec::new();
-                    match client.request(req).await {
-                        Err(e) => {
-                            incoming.push(Incoming::Closed(format!("POST {url}: {e}")));
-                            Exchanged {
-                                session: None,
-                                incoming,
-                            }
-                        }
-                        Ok(resp) => {
-                            let session = resp
-                                .headers()
-                                .get("mcp-session-id")
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_string);
-                            read_answer(resp, "POST", &url, &mut |inc| incoming.push(inc)).await;
-                            Exchanged { session, incoming }
-                        }
-                    }
-                }));
-            }
-            let inflight = self.inflight.get_mut().unwrap_or_else(|e| e.into_inner());
-            if let Some(fut) = inflight.as_mut() {
-                let done = fut.await;
-                *inflight = None;
-                if done.session.is_some() {
-                    self.session = done.session;
-                }
-                self.inbox.extend(done.incoming);
-            }
-        }
-    }
-
-    async fn delete(&self) {
-        if self.session.is_none() {
-            return;
-        }
-        delete_session(&self.client, self.request(http::Method::DELETE, Bytes::new())).await;
     }
 }
 

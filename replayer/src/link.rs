@@ -299,10 +299,14 @@ struct HttpState {
     incoming: mpsc::UnboundedSender<Incoming>,
 }
 
-/// One client, and so one connection pool, for every session of the process.
+/// One client, and so one connection pool, per thread. Not one per process: a pooled connection is a task on the
+/// runtime that opened it, and a load test runs one single-threaded runtime per core; a connection opened on a
+/// runtime that has finished (or is busy) must not be handed to a user on another.
 fn http_client() -> HttpClient {
-    static CLIENT: std::sync::OnceLock<HttpClient> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(new_http_client).clone()
+    thread_local! {
+        static CLIENT: HttpClient = new_http_client();
+    }
+    CLIENT.with(HttpClient::clone)
 }
 
 fn new_http_client() -> HttpClient {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -337,6 +337,9 @@ impl Tap {
     }
 }
 
+/// Ticks without a frame after which the writer stops polling and blocks until the next frame.
+const POLL_TICKS: u32 = 20;
+
 struct Worker {
     rx: Receiver<Msg>,
     writer: Option<CaptureWriter>,
@@ -358,8 +361,39 @@ struct Worker {
 impl Worker {
     fn run(mut self) -> TapSummary {
         let mut pending = false;
+        // While frames keep coming the writer polls (drain, then sleep a tick) instead of blocking in `recv`: a
+        // blocked receiver turns every `observe` into a wake-up (a futex call and a context switch on the
+        // forwarding thread), which was most of what the tap added to a request's latency.
+        let tick = self.idle_flush.max(Duration::from_millis(1));
+        let mut last_frame: Option<Instant> = None;
         loop {
             let now = Instant::now();
+            if let Some(last) = last_frame.filter(|t| now.duration_since(*t) < tick * POLL_TICKS) {
+                match self.rx.try_recv() {
+                    Ok(Msg::Frame { obs, dropped_before }) => {
+                        last_frame = Some(now);
+                        self.on_frame(obs, dropped_before, &mut pending);
+                    }
+                    Ok(Msg::EndSession(s)) => self.end_session(&s),
+                    Ok(Msg::Rotate) => {
+                        self.rotate();
+                        pending = false;
+                    }
+                    Ok(Msg::Close) | Err(TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Empty) => {
+                        if self.next_rotation.is_some_and(|r| now >= r) {
+                            self.rotate();
+                            self.next_rotation = self.rotation.next_due(std::time::SystemTime::now(), now);
+                            pending = false;
+                        } else if pending && now.duration_since(last) >= self.idle_flush {
+                            self.flush();
+                            pending = false;
+                        }
+                        std::thread::sleep(tick);
+                    }
+                }
+                continue;
+            }
             let idle_at = pending.then(|| now + self.idle_flush);
             let wake = match (idle_at, self.next_rotation) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -387,35 +421,10 @@ impl Worker {
             };
             match msg {
                 Msg::Frame { obs, dropped_before } => {
-                    self.shared.queued_bytes.fetch_sub(obs.payload.len(), Ordering::Relaxed);
-                    if self.metrics.nothing_pending() {
-                        self.metrics.set_pending_since(obs.ts_ns.max(1));
-                    }
-                    if dropped_before > 0 {
-                        self.gap(&obs, dropped_before);
-                    }
-                    self.frame(*obs);
-                    pending = true;
-                    if self.writer.as_ref().is_some_and(|w| w.flush_due(self.flush_interval)) {
-                        self.flush();
-                    }
-                    let size = self.rotation.size;
-                    let by_size =
-                        size.is_some_and(|max| self.writer.as_ref().is_some_and(|w| w.journal_bytes() >= max));
-                    // Under steady traffic the receive never times out: check the clock here too.
-                    let by_time = self.next_rotation.is_some_and(|r| Instant::now() >= r);
-                    if by_size || by_time {
-                        self.rotate();
-                        if by_time {
-                            self.next_rotation = self.rotation.next_due(std::time::SystemTime::now(), Instant::now());
-                        }
-                        pending = false;
-                    }
+                    last_frame = Some(Instant::now());
+                    self.on_frame(obs, dropped_before, &mut pending);
                 }
-                Msg::EndSession(s) => {
-                    self.annotator.end_session(&s);
-                    self.seqs.remove(&s);
-                }
+                Msg::EndSession(s) => self.end_session(&s),
                 Msg::Close => break,
                 Msg::Rotate => {
                     self.rotate();
@@ -448,6 +457,37 @@ impl Worker {
         }
         self.metrics.set_pending_since(0);
         self.summary
+    }
+
+    fn on_frame(&mut self, obs: Box<Observed>, dropped_before: u64, pending: &mut bool) {
+        self.shared.queued_bytes.fetch_sub(obs.payload.len(), Ordering::Relaxed);
+        if self.metrics.nothing_pending() {
+            self.metrics.set_pending_since(obs.ts_ns.max(1));
+        }
+        if dropped_before > 0 {
+            self.gap(&obs, dropped_before);
+        }
+        self.frame(*obs);
+        *pending = true;
+        if self.writer.as_ref().is_some_and(|w| w.flush_due(self.flush_interval)) {
+            self.flush();
+        }
+        let size = self.rotation.size;
+        let by_size = size.is_some_and(|max| self.writer.as_ref().is_some_and(|w| w.journal_bytes() >= max));
+        // Under steady traffic the receive never times out: check the clock here too.
+        let by_time = self.next_rotation.is_some_and(|r| Instant::now() >= r);
+        if by_size || by_time {
+            self.rotate();
+            if by_time {
+                self.next_rotation = self.rotation.next_due(std::time::SystemTime::now(), Instant::now());
+            }
+            *pending = false;
+        }
+    }
+
+    fn end_session(&mut self, s: &Arc<str>) {
+        self.annotator.end_session(s);
+        self.seqs.remove(s);
     }
 
     fn count_dropped(&mut self, n: u64) {

@@ -62,6 +62,10 @@ pub struct TapConfig {
     pub flush_interval: Duration,
     /// How long the writer waits for more frames before flushing an idle stream.
     pub idle_flush: Duration,
+    /// While frames flow, the writer polls its queue every `idle_flush` instead of being woken for each frame
+    /// (adapters wake it only when it falls behind). The HTTP tap turns this on: a wake-up per frame was most of
+    /// the latency it added to a small request.
+    pub poll_writer: bool,
     /// Segment rotation and local retention (rotation on means the hive layout).
     pub rotation: Rotation,
     /// Which sessions are recorded.
@@ -83,6 +87,7 @@ impl TapConfig {
             lossless: false,
             flush_interval: mcptape_datasets::writer::FLUSH_INTERVAL,
             idle_flush: Duration::from_millis(5),
+            poll_writer: false,
             rotation: Rotation::default(),
             sample: Sampler::default(),
             sink: None,
@@ -130,6 +135,10 @@ struct Shared {
     dropped: AtomicU64,
     dropped_total: AtomicU64,
     queued_bytes: AtomicUsize,
+    /// Frames queued and not yet taken by the writer.
+    queued_frames: AtomicUsize,
+    /// The writer thread when it polls ([`TapConfig::poll_writer`]), unparked when it falls behind.
+    writer: std::sync::OnceLock<std::thread::Thread>,
     queue_bytes: usize,
     lossless: bool,
     closed: AtomicBool,
@@ -208,6 +217,8 @@ impl Tap {
             dropped: AtomicU64::new(0),
             dropped_total: AtomicU64::new(0),
             queued_bytes: AtomicUsize::new(0),
+            queued_frames: AtomicUsize::new(0),
+            writer: std::sync::OnceLock::new(),
             queue_bytes: config.queue_bytes,
             lossless: config.lossless,
             closed: AtomicBool::new(false),
@@ -224,6 +235,7 @@ impl Tap {
             shared: shared.clone(),
             flush_interval: config.flush_interval,
             idle_flush: config.idle_flush,
+            poll: config.poll_writer,
             log,
             summary: TapSummary::default(),
             next_rotation: config.rotation.next_due(std::time::SystemTime::now(), Instant::now()),
@@ -241,6 +253,9 @@ impl Tap {
             .name("mcptape-writer".into())
             .spawn(move || worker.run())
             .map_err(|e| mcptape_datasets::Error::io(&config.writer.dir, e))?;
+        if config.poll_writer {
+            let _ = shared.writer.set(thread.thread().clone());
+        }
         Ok((
             Tap {
                 tx,
@@ -271,27 +286,47 @@ impl Tap {
                 && self.shared.queued_bytes.load(Ordering::Relaxed) + len > self.shared.queue_bytes
                 && !self.shared.closed.load(Ordering::Relaxed)
             {
+                self.wake_writer();
                 std::thread::sleep(Duration::from_micros(200));
             }
             self.shared.queued_bytes.fetch_add(len, Ordering::Relaxed);
+            self.queued();
             if self.tx.send(msg).is_err() {
-                self.count_drop(dropped_before, len);
+                self.count_drop(dropped_before, Some(len));
             }
             return;
         }
         if over_bytes {
-            self.count_drop(dropped_before, 0);
+            self.count_drop(dropped_before, None);
             return;
         }
         self.shared.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        self.queued();
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(msg) {
-            self.count_drop(dropped_before, len);
+            self.count_drop(dropped_before, Some(len));
+        }
+    }
+
+    /// Counts a frame into the queue and wakes the writer if it is behind: a polling writer left asleep while a
+    /// burst piles up would let frames wait in memory much longer than the flush interval on a busy machine.
+    fn queued(&self) {
+        if self.shared.queued_frames.fetch_add(1, Ordering::Relaxed) + 1 >= WAKE_FRAMES {
+            self.wake_writer();
+        }
+    }
+
+    fn wake_writer(&self) {
+        if let Some(t) = self.shared.writer.get() {
+            t.unpark();
         }
     }
 
     /// Counts one dropped frame and puts back the earlier drops it would have reported.
-    fn count_drop(&self, earlier: u64, unqueue: usize) {
-        self.shared.queued_bytes.fetch_sub(unqueue, Ordering::Relaxed);
+    fn count_drop(&self, earlier: u64, unqueue: Option<usize>) {
+        if let Some(len) = unqueue {
+            self.shared.queued_frames.fetch_sub(1, Ordering::Relaxed);
+            self.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+        }
         self.shared.dropped.fetch_add(earlier + 1, Ordering::Relaxed);
         self.shared.dropped_total.fetch_add(1, Ordering::Relaxed);
         self.shared.metrics.dropped(1);
@@ -334,11 +369,17 @@ impl Tap {
     pub fn shutdown(&self) {
         self.shared.closed.store(true, Ordering::Relaxed);
         let _ = self.tx.send(Msg::Close);
+        self.wake_writer();
     }
 }
 
 /// Ticks without a frame after which the writer stops polling and blocks until the next frame.
 const POLL_TICKS: u32 = 20;
+
+/// Queued frames from which every new frame wakes the writer (as a blocking receive did for every frame): a
+/// writer that only polls falls behind a burst on a busy machine, and frames would wait in memory for longer than
+/// the flush interval. Below it frames wait at most one tick, and a request's two frames cost the proxy no wake-up.
+const WAKE_FRAMES: usize = 128;
 
 struct Worker {
     rx: Receiver<Msg>,
@@ -349,6 +390,7 @@ struct Worker {
     shared: Arc<Shared>,
     flush_interval: Duration,
     idle_flush: Duration,
+    poll: bool,
     log: Log,
     summary: TapSummary,
     rotation: Rotation,
@@ -361,14 +403,14 @@ struct Worker {
 impl Worker {
     fn run(mut self) -> TapSummary {
         let mut pending = false;
-        // While frames keep coming the writer polls (drain, then sleep a tick) instead of blocking in `recv`: a
-        // blocked receiver turns every `observe` into a wake-up (a futex call and a context switch on the
-        // forwarding thread), which was most of what the tap added to a request's latency.
+        // With `poll_writer`, while frames keep coming the writer drains its queue and sleeps a tick instead of
+        // blocking in `recv`, where every `observe` would wake it (a futex call and a context switch on the
+        // forwarding thread).
         let tick = self.idle_flush.max(Duration::from_millis(1));
         let mut last_frame: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            if let Some(last) = last_frame.filter(|t| now.duration_since(*t) < tick * POLL_TICKS) {
+            if let Some(last) = last_frame.filter(|t| self.poll && now.duration_since(*t) < tick * POLL_TICKS) {
                 match self.rx.try_recv() {
                     Ok(Msg::Frame { obs, dropped_before }) => {
                         last_frame = Some(now);
@@ -389,7 +431,7 @@ impl Worker {
                             self.flush();
                             pending = false;
                         }
-                        std::thread::sleep(tick);
+                        std::thread::park_timeout(tick);
                     }
                 }
                 continue;
@@ -461,6 +503,7 @@ impl Worker {
 
     fn on_frame(&mut self, obs: Box<Observed>, dropped_before: u64, pending: &mut bool) {
         self.shared.queued_bytes.fetch_sub(obs.payload.len(), Ordering::Relaxed);
+        self.shared.queued_frames.fetch_sub(1, Ordering::Relaxed);
         if self.metrics.nothing_pending() {
             self.metrics.set_pending_since(obs.ts_ns.max(1));
         }

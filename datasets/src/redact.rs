@@ -150,6 +150,30 @@ impl Default for RedactionRules {
     }
 }
 
+/// Does `name`, lower-cased and without `-`, `_` and `.`, contain one of [`HEADER_PATTERNS`]? Runs for every
+/// recorded header of every frame, so a usual name is normalized on the stack.
+fn secret_header_name(name: &str) -> bool {
+    let mut short = [0u8; 64];
+    let mut long = Vec::new();
+    let mut n = 0;
+    for b in name.bytes().filter(|b| !matches!(b, b'-' | b'_' | b'.')) {
+        let b = b.to_ascii_lowercase();
+        if n < short.len() {
+            short[n] = b;
+        } else {
+            if long.is_empty() {
+                long.extend_from_slice(&short);
+            }
+            long.push(b);
+        }
+        n += 1;
+    }
+    let normalized = if long.is_empty() { &short[..n] } else { &long[..] };
+    HEADER_PATTERNS
+        .iter()
+        .any(|p| normalized.windows(p.len()).any(|w| w == p.as_bytes()))
+}
+
 impl RedactionRules {
     /// No redaction at all (`--no-redact`).
     pub fn none() -> Self {
@@ -167,13 +191,12 @@ impl RedactionRules {
         if !self.enabled {
             return Cow::Borrowed(value);
         }
-        let lower = name.trim().to_ascii_lowercase();
-        let listed = |list: &[String]| list.iter().any(|h| h.eq_ignore_ascii_case(&lower));
+        let name = name.trim();
+        let listed = |list: &[String]| list.iter().any(|h| h.eq_ignore_ascii_case(name));
         if listed(&self.hashed_headers) {
             return Cow::Owned(Self::hash(value));
         }
-        let normalized: String = lower.chars().filter(|c| !matches!(c, '-' | '_' | '.')).collect();
-        if listed(&self.headers) || HEADER_PATTERNS.iter().any(|p| normalized.contains(p)) {
+        if listed(&self.headers) || secret_header_name(name) {
             return Cow::Borrowed(REDACTED);
         }
         Cow::Borrowed(value)
@@ -624,6 +647,10 @@ mod tests {
         assert_eq!(hashed, "sha256:ba7816bf8f01cfea");
         assert!(matches!(r.header_value("accept", "x"), Cow::Borrowed(_)));
         assert_eq!(RedactionRules::none().header_value("authorization", "x"), "x");
+        // Past the on-stack buffer of the name check.
+        let long = format!("x-{}-pass_word", "a".repeat(80));
+        assert_eq!(r.header_value(&long, "x"), REDACTED);
+        assert_eq!(r.header_value(&"a-".repeat(60), "x"), "x");
     }
 
     #[test]
@@ -759,6 +786,16 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn header_names_match_as_when_normalized_into_a_string(
+            name in "[a-zA-Z_.-]{0,20}((?i)token|secret|pass-word|api_key|credential)?[a-zA-Z_.Ä-]{0,90}",
+        ) {
+            let normalized: String =
+                name.to_ascii_lowercase().chars().filter(|c| !matches!(c, '-' | '_' | '.')).collect();
+            let want = HEADER_PATTERNS.iter().any(|p| normalized.contains(p));
+            prop_assert_eq!(secret_header_name(&name), want, "{}", name);
+        }
+
         #[test]
         fn json_without_secrets_is_left_alone(v in crate::wire::json::tests::arb_json()) {
             let r = RedactionRules::default();

@@ -230,6 +230,7 @@ async fn run_http(args: RecordArgs, log: Log) -> anyhow::Result<ExitCode> {
     let mut config = TapConfig::new(WriterOptions::new(&out, name, meta), rules.clone());
     config.lossless = args.lossless;
     config.queue_bytes = usize::try_from(args.queue_max).unwrap_or(usize::MAX);
+    config.poll_writer = true;
     let upload = production(&args, &mut config, &out)?;
     let (tap, writer) = Tap::start(config, log.clone()).context("cannot start the capture")?;
     let service = Service::start(metrics, &tap, true, &log);

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -64,6 +64,10 @@ pub struct TapConfig {
     pub flush_interval: Duration,
     /// How long the writer waits for more frames before flushing an idle stream.
     pub idle_flush: Duration,
+    /// While frames flow, the writer polls its queue every `idle_flush` instead of being woken for each frame
+    /// (adapters wake it only when it falls behind). The HTTP tap turns this on: a wake-up per frame was most of
+    /// the latency it added to a small request.
+    pub poll_writer: bool,
     /// Segment rotation and local retention (rotation on means the hive layout).
     pub rotation: Rotation,
     /// Which sessions are recorded.
@@ -85,6 +89,7 @@ impl TapConfig {
             lossless: false,
             flush_interval: mcptape_datasets::writer::FLUSH_INTERVAL,
             idle_flush: Duration::from_millis(5),
+            poll_writer: false,
             rotation: Rotation::default(),
             sample: Sampler::default(),
             sink: None,
@@ -133,6 +138,10 @@ struct Shared {
     dropped: AtomicU64,
     dropped_total: AtomicU64,
     queued_bytes: AtomicUsize,
+    /// Frames queued and not yet taken by the writer.
+    queued_frames: AtomicUsize,
+    /// The writer thread when it polls ([`TapConfig::poll_writer`]), unparked when it falls behind.
+    writer: std::sync::OnceLock<std::thread::Thread>,
     queue_bytes: usize,
     lossless: bool,
     closed: AtomicBool,
@@ -211,6 +220,8 @@ impl Tap {
             dropped: AtomicU64::new(0),
             dropped_total: AtomicU64::new(0),
             queued_bytes: AtomicUsize::new(0),
+            queued_frames: AtomicUsize::new(0),
+            writer: std::sync::OnceLock::new(),
             queue_bytes: config.queue_bytes,
             lossless: config.lossless,
             closed: AtomicBool::new(false),
@@ -228,6 +239,7 @@ impl Tap {
             shared: shared.clone(),
             flush_interval: config.flush_interval,
             idle_flush: config.idle_flush,
+            poll: config.poll_writer,
             log,
             summary: TapSummary::default(),
             next_rotation: config.rotation.next_due(std::time::SystemTime::now(), Instant::now()),
@@ -245,6 +257,9 @@ impl Tap {
             .name("mcptape-writer".into())
             .spawn(move || worker.run())
             .map_err(|e| mcptape_datasets::Error::io(&config.writer.dir, e))?;
+        if config.poll_writer {
+            let _ = shared.writer.set(thread.thread().clone());
+        }
         Ok((
             Tap {
                 tx,
@@ -297,7 +312,9 @@ impl Tap {
             chunk: Box::new(chunk),
             dropped_before,
         };
+        self.queued();
         if self.tx.send(msg).is_err() {
+            self.unqueue(0);
             self.count_drop(dropped_before, 0);
         }
     }
@@ -318,11 +335,13 @@ impl Tap {
                 && self.shared.queued_bytes.load(Ordering::Relaxed) + len > self.shared.queue_bytes
                 && !self.shared.closed.load(Ordering::Relaxed)
             {
+                self.wake_writer();
                 std::thread::sleep(Duration::from_micros(200));
             }
             self.shared.queued_bytes.fetch_add(len, Ordering::Relaxed);
+            self.queued();
             if self.tx.send(msg(dropped_before)).is_err() {
-                self.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                self.unqueue(len);
                 return Err(dropped_before);
             }
             return Ok(());
@@ -331,11 +350,32 @@ impl Tap {
             return Err(dropped_before);
         }
         self.shared.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        self.queued();
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(msg(dropped_before)) {
-            self.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            self.unqueue(len);
             return Err(dropped_before);
         }
         Ok(())
+    }
+
+    /// Counts a message into the queue and wakes the writer if it is behind: a polling writer left asleep while
+    /// a burst piles up would let frames wait in memory much longer than the flush interval on a busy machine.
+    fn queued(&self) {
+        if self.shared.queued_frames.fetch_add(1, Ordering::Relaxed) + 1 >= WAKE_FRAMES {
+            self.wake_writer();
+        }
+    }
+
+    /// Takes back what [`Tap::queued`] and the byte count added for a message that did not go in.
+    fn unqueue(&self, len: usize) {
+        self.shared.queued_frames.fetch_sub(1, Ordering::Relaxed);
+        self.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+    }
+
+    fn wake_writer(&self) {
+        if let Some(t) = self.shared.writer.get() {
+            t.unpark();
+        }
     }
 
     /// Counts `n` dropped frames and puts back the `earlier` drops a failed send would have reported.
@@ -382,8 +422,17 @@ impl Tap {
     pub fn shutdown(&self) {
         self.shared.closed.store(true, Ordering::Relaxed);
         let _ = self.tx.send(Msg::Close);
+        self.wake_writer();
     }
 }
+
+/// Ticks without a frame after which the writer stops polling and blocks until the next frame.
+const POLL_TICKS: u32 = 20;
+
+/// Queued frames from which every new frame wakes the writer (as a blocking receive did for every frame): a
+/// writer that only polls falls behind a burst on a busy machine, and frames would wait in memory for longer than
+/// the flush interval. Below it frames wait at most one tick, and a request's two frames cost the proxy no wake-up.
+const WAKE_FRAMES: usize = 128;
 
 struct Worker {
     rx: Receiver<Msg>,
@@ -395,6 +444,7 @@ struct Worker {
     shared: Arc<Shared>,
     flush_interval: Duration,
     idle_flush: Duration,
+    poll: bool,
     log: Log,
     summary: TapSummary,
     rotation: Rotation,
@@ -407,8 +457,38 @@ struct Worker {
 impl Worker {
     fn run(mut self) -> TapSummary {
         let mut pending = false;
+        // With `poll_writer`, while frames keep coming the writer drains its queue and sleeps a tick instead of
+        // blocking in `recv`, where every `observe` would wake it (a futex call and a context switch on the
+        // forwarding thread).
+        let tick = self.idle_flush.max(Duration::from_millis(1));
+        let mut last_frame: Option<Instant> = None;
         loop {
             let now = Instant::now();
+            if let Some(last) = last_frame.filter(|t| self.poll && now.duration_since(*t) < tick * POLL_TICKS) {
+                match self.rx.try_recv() {
+                    Ok(msg) => {
+                        if matches!(msg, Msg::Frame { .. } | Msg::Chunk { .. }) {
+                            last_frame = Some(now);
+                        }
+                        if !self.handle(msg, &mut pending) {
+                            break;
+                        }
+                    }
+                    Err(TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Empty) => {
+                        if self.next_rotation.is_some_and(|r| now >= r) {
+                            self.rotate();
+                            self.next_rotation = self.rotation.next_due(std::time::SystemTime::now(), now);
+                            pending = false;
+                        } else if pending && now.duration_since(last) >= self.idle_flush {
+                            self.flush();
+                            pending = false;
+                        }
+                        std::thread::park_timeout(tick);
+                    }
+                }
+                continue;
+            }
             let idle_at = pending.then(|| now + self.idle_flush);
             let wake = match (idle_at, self.next_rotation) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -434,43 +514,11 @@ impl Worker {
                     Err(_) => break,
                 },
             };
-            match msg {
-                Msg::Frame { obs, dropped_before } => {
-                    self.received(obs.payload.len(), obs.ts_ns);
-                    if dropped_before > 0 {
-                        self.gap(&obs, dropped_before);
-                    }
-                    self.frame(*obs);
-                    pending = self.after_frames();
-                }
-                Msg::Chunk { chunk, dropped_before } => {
-                    self.received(chunk.obs.payload.len(), chunk.obs.ts_ns);
-                    if dropped_before > 0 {
-                        self.gap(&chunk.obs, dropped_before);
-                    }
-                    let mut streams = std::mem::take(&mut self.streams);
-                    // A chunk may hold many messages: rotation by size is checked after each.
-                    streams.push(*chunk, &mut |o| {
-                        self.frame(o);
-                        if self.journal_full() {
-                            self.rotate();
-                        }
-                    });
-                    self.streams = streams;
-                    pending = self.after_frames();
-                }
-                Msg::EndSession(s) => {
-                    let mut streams = std::mem::take(&mut self.streams);
-                    streams.finish_all(Some(&s), &mut |o| self.frame(o));
-                    self.streams = streams;
-                    self.annotator.end_session(&s);
-                    self.seqs.remove(&s);
-                }
-                Msg::Close => break,
-                Msg::Rotate => {
-                    self.rotate();
-                    pending = false;
-                }
+            if matches!(msg, Msg::Frame { .. } | Msg::Chunk { .. }) {
+                last_frame = Some(Instant::now());
+            }
+            if !self.handle(msg, &mut pending) {
+                break;
             }
         }
         let mut streams = std::mem::take(&mut self.streams);
@@ -502,9 +550,53 @@ impl Worker {
         self.summary
     }
 
+    /// Handles one message off the queue; false when the writer must stop.
+    fn handle(&mut self, msg: Msg, pending: &mut bool) -> bool {
+        match msg {
+            Msg::Frame { obs, dropped_before } => {
+                self.received(obs.payload.len(), obs.ts_ns);
+                if dropped_before > 0 {
+                    self.gap(&obs, dropped_before);
+                }
+                self.frame(*obs);
+                *pending = self.after_frames();
+            }
+            Msg::Chunk { chunk, dropped_before } => {
+                self.received(chunk.obs.payload.len(), chunk.obs.ts_ns);
+                if dropped_before > 0 {
+                    self.gap(&chunk.obs, dropped_before);
+                }
+                let mut streams = std::mem::take(&mut self.streams);
+                // A chunk may hold many messages: rotation by size is checked after each.
+                streams.push(*chunk, &mut |o| {
+                    self.frame(o);
+                    if self.journal_full() {
+                        self.rotate();
+                    }
+                });
+                self.streams = streams;
+                *pending = self.after_frames();
+            }
+            Msg::EndSession(s) => {
+                let mut streams = std::mem::take(&mut self.streams);
+                streams.finish_all(Some(&s), &mut |o| self.frame(o));
+                self.streams = streams;
+                self.annotator.end_session(&s);
+                self.seqs.remove(&s);
+            }
+            Msg::Close => return false,
+            Msg::Rotate => {
+                self.rotate();
+                *pending = false;
+            }
+        }
+        true
+    }
+
     /// Bookkeeping for a message taken off the queue.
     fn received(&mut self, len: usize, ts_ns: i64) {
         self.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+        self.shared.queued_frames.fetch_sub(1, Ordering::Relaxed);
         if self.metrics.nothing_pending() {
             self.metrics.set_pending_since(ts_ns.max(1));
         }

@@ -70,7 +70,15 @@ pub fn main() -> ExitCode {
         }
     };
     let cli = Cli::parse_from(argv);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The HTTP tap is a proxy: one thread (as nginx runs one worker) keeps a request, its upstream connection and
+    // its answer on the same thread, without cross-thread wake-ups on every hop.
+    let proxy = matches!(&cli.command, Command::Record(a) if a.listen.is_some());
+    let mut builder = if proxy {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mcptape: cannot start the async runtime: {e}");

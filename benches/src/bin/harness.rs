@@ -1242,6 +1242,18 @@ struct Child(std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
+        // SIGTERM first: a SIGKILLed nginx master leaves its worker running (orphaned, still holding its port).
+        let term = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        if term.is_ok_and(|s| s.success()) {
+            for _ in 0..100 {
+                if matches!(self.0.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

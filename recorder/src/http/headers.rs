@@ -5,42 +5,52 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use mcptape_datasets::redact::{REDACTED, RedactionRules};
 
 /// Fields that are hop-by-hop whatever `Connection` says (RFC 9110 §7.6.1 and the obsolete `Proxy-Connection`).
-const HOP_BY_HOP: [&str; 6] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "transfer-encoding",
-    "upgrade",
+/// Names, not strings: removing by a string parses it on every request.
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
+
+/// `Mcp-Session-Id`.
+pub(crate) const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+/// `MCP-Protocol-Version`.
+pub(crate) const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
 /// What the tap adds to `Via`.
 const VIA: &str = "1.1 mcptape";
 
 /// Removes the hop-by-hop fields: the fixed ones and those that `Connection` names.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
     }
-    for n in HOP_BY_HOP {
-        headers.remove(n);
+    for n in &HOP_BY_HOP {
+        if headers.contains_key(n) {
+            headers.remove(n);
+        }
     }
 }
 
 /// Appends the tap to `Via`.
 pub(crate) fn add_via(headers: &mut HeaderMap) {
     let value = match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
-        Some(v) => format!("{v}, {VIA}"),
-        None => VIA.to_string(),
+        Some(v) => HeaderValue::from_str(&format!("{v}, {VIA}")),
+        None => Ok(HeaderValue::from_static(VIA)),
     };
-    if let Ok(v) = HeaderValue::from_str(&value) {
+    if let Ok(v) = value {
         headers.insert(header::VIA, v);
     }
 }
@@ -60,13 +70,13 @@ pub(crate) fn recorded(headers: &HeaderMap) -> Vec<(String, String)> {
 }
 
 /// A header's value as text, if present and valid.
-pub(crate) fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn text<K: header::AsHeaderName>(headers: &HeaderMap, name: K) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// The media type of `Content-Type`, lower-cased, without parameters.
 pub(crate) fn media_type(headers: &HeaderMap) -> Option<String> {
-    let ct = text(headers, "content-type")?;
+    let ct = text(headers, header::CONTENT_TYPE)?;
     Some(ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
 }
 

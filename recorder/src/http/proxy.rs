@@ -23,7 +23,9 @@ use mcptape_datasets::wire::envelope::classify;
 
 use super::body::{Collect, Mode, ProxyBody, TapBody, status_note};
 use super::exchange::{Exchange, RequestMeta, ResponseMeta};
-use super::headers::{add_via, media_type, recorded, recorded_path, strip_hop_by_hop, text};
+use super::headers::{
+    MCP_PROTOCOL_VERSION, MCP_SESSION_ID, add_via, media_type, recorded, recorded_path, strip_hop_by_hop, text,
+};
 use super::session::Open;
 use super::sse::SseTap;
 use super::{Hub, lifecycle, ws};
@@ -155,9 +157,14 @@ fn record_request(ex: &Exchange, body: &Bytes, at: (Instant, i64)) {
 }
 
 fn client_group(hub: &Hub, peer: SocketAddr, headers: &http::HeaderMap, at: Instant) -> Open {
-    let auth = text(headers, "authorization");
-    let agent = text(headers, "user-agent");
+    let auth = text(headers, header::AUTHORIZATION);
+    let agent = text(headers, header::USER_AGENT);
     hub.sessions.client(peer.ip(), auth, agent, at)
+}
+
+/// Could this JSON text contain the string `word` (verbatim, or spelled with `\u` escapes)?
+fn may_name(json: &[u8], word: &[u8]) -> bool {
+    memchr::memmem::find(json, word).is_some() || memchr::memmem::find(json, b"\\u").is_some()
 }
 
 fn is_json(media: Option<&str>) -> bool {
@@ -171,10 +178,10 @@ async fn forward(hub: Arc<Hub>, peer: SocketAddr, req: Request<Incoming>) -> Res
     let request = RequestMeta {
         method: parts.method.as_str().to_string(),
         path: recorded_path(&path_q, &hub.rules),
-        content_type: text(&parts.headers, "content-type").map(str::to_string),
+        content_type: text(&parts.headers, header::CONTENT_TYPE).map(str::to_string),
         headers: recorded(&parts.headers),
-        mcp_session: text(&parts.headers, "mcp-session-id").map(str::to_string),
-        protocol_version: text(&parts.headers, "mcp-protocol-version").map(str::to_string),
+        mcp_session: text(&parts.headers, MCP_SESSION_ID).map(str::to_string),
+        protocol_version: text(&parts.headers, MCP_PROTOCOL_VERSION).map(str::to_string),
     };
     let limits = &hub.limits;
     let body = match read_body(body, limits.max_body, limits.idle_timeout).await {
@@ -211,11 +218,13 @@ async fn forward(hub: Arc<Hub>, peer: SocketAddr, req: Request<Incoming>) -> Res
         }
     };
     let at = (Instant::now(), mcptape_datasets::human::now_ns());
-    let env = (!body.is_empty()).then(|| classify(&body));
-    let rpc_id = env
-        .as_ref()
-        .filter(|e| e.kind == Kind::Request)
-        .and_then(|e| e.rpc_id.clone());
+    // The writer classifies every message; here only an initialize (it may start a session) and, for the tap's own
+    // error answers, the request's id matter: a body that cannot name `initialize` is not parsed on the way.
+    let env = (!body.is_empty() && may_name(&body, b"initialize")).then(|| classify(&body));
+    let rpc_id = || {
+        let env = env.clone().or_else(|| (!body.is_empty()).then(|| classify(&body)));
+        env.filter(|e| e.kind == Kind::Request).and_then(|e| e.rpc_id)
+    };
     let initialize = env.as_ref().is_some_and(|e| {
         e.method.as_deref() == Some("initialize") || e.items.iter().any(|i| i.method.as_deref() == Some("initialize"))
     });
@@ -257,7 +266,7 @@ async fn forward(hub: Arc<Hub>, peer: SocketAddr, req: Request<Incoming>) -> Res
                 e
             });
             let msg = format!("mcptape: cannot map {path_q} onto the upstream: {e}");
-            return tap_error(&ex, StatusCode::BAD_REQUEST, jsonrpc_error(rpc_id.as_deref(), &msg));
+            return tap_error(&ex, StatusCode::BAD_REQUEST, jsonrpc_error(rpc_id().as_deref(), &msg));
         }
     };
     let mut up = Request::new(Full::new(body.clone()));
@@ -286,7 +295,7 @@ async fn forward(hub: Arc<Hub>, peer: SocketAddr, req: Request<Incoming>) -> Res
                 ex.request.path,
                 msg.trim_start_matches("mcptape: ")
             ));
-            return tap_error(&ex, StatusCode::BAD_GATEWAY, jsonrpc_error(rpc_id.as_deref(), &msg));
+            return tap_error(&ex, StatusCode::BAD_GATEWAY, jsonrpc_error(rpc_id().as_deref(), &msg));
         }
     };
 
@@ -294,7 +303,7 @@ async fn forward(hub: Arc<Hub>, peer: SocketAddr, req: Request<Incoming>) -> Res
     strip_hop_by_hop(&mut rparts.headers);
     let media = media_type(&rparts.headers);
     let sse = media.as_deref() == Some("text/event-stream");
-    let resp_session = text(&rparts.headers, "mcp-session-id").map(str::to_string);
+    let resp_session = text(&rparts.headers, MCP_SESSION_ID).map(str::to_string);
     // A GET that no Mcp-Session-Id names, answered with a stream: a legacy HTTP+SSE connection.
     let legacy = !decided && resp_session.is_none() && get && sse;
     let ex = match ex.take() {
@@ -314,7 +323,7 @@ async fn forward(hub: Arc<Hub>, peer: SocketAddr, req: Request<Incoming>) -> Res
     let status = rparts.status;
     let _ = ex.response.set(ResponseMeta {
         status: status.as_u16(),
-        content_type: text(&rparts.headers, "content-type").map(str::to_string),
+        content_type: text(&rparts.headers, header::CONTENT_TYPE).map(str::to_string),
         headers: recorded(&rparts.headers),
     });
     let ex = Arc::new(ex);
@@ -348,6 +357,13 @@ async fn forward(hub: Arc<Hub>, peer: SocketAddr, req: Request<Incoming>) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_body_that_may_name_initialize_is_parsed_for_it() {
+        assert!(may_name(br#"{"method":"initialize"}"#, b"initialize"));
+        assert!(may_name(br#"{"method":"\u0069nitialize"}"#, b"initialize"));
+        assert!(!may_name(br#"{"method":"tools/call","id":1}"#, b"initialize"));
+    }
 
     #[test]
     fn tap_errors_are_json_rpc_with_the_request_id() {

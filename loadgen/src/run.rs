@@ -225,15 +225,14 @@ pub async fn run(plan: Plan, rec: Arc<Recorder>, start: Instant) -> SelfCheck {
     let mut check = SelfCheck::default();
     match plan.model {
         Model::Closed { users } => {
+            let mut tasks = Vec::new();
             // This shard's users: every shards-th, from its index.
             let mine: Vec<u32> = (0..users).filter(|u| u % shards == shard).collect();
             let n = mine.len().max(1) as u32;
-            let (p, r, c) = (plan.clone(), rec.clone(), counter.clone());
-            spread(mine.len(), move |i| {
-                let (plan, rec, counter) = (p.clone(), r.clone(), c.clone());
-                let user = mine[i];
+            for (i, user) in mine.into_iter().enumerate() {
+                let (plan, rec, counter) = (plan.clone(), rec.clone(), counter.clone());
                 let delay = plan.ramp.mul_f64(i as f64 / n as f64);
-                async move {
+                tasks.push(tokio::spawn(async move {
                     tokio::time::sleep_until((start + delay).into()).await;
                     let target = (plan.targets)(user);
                     let mut kept = Kept::new(&plan, &rec);
@@ -250,20 +249,20 @@ pub async fn run(plan: Plan, rec: Arc<Recorder>, start: Instant) -> SelfCheck {
                         session(&plan, &rec, &target, k, now, &mut kept).await;
                     }
                     kept.close().await;
-                }
-            })
-            .await;
+                }));
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
             check.sessions = counter.load(Ordering::Relaxed);
         }
         Model::Open { rate, poisson, users } => {
             let (tx, rx) = async_channel(users as usize * 4);
             let rx = Arc::new(tokio::sync::Mutex::new(rx));
-            let mine: Vec<u32> = (0..users).filter(|u| u % shards == shard).collect();
-            let (p, r) = (plan.clone(), rec.clone());
-            let users_done = tokio::spawn(spread(mine.len(), move |i| {
-                let (plan, rec, rx) = (p.clone(), r.clone(), rx.clone());
-                let user = mine[i];
-                async move {
+            let mut tasks = Vec::new();
+            for user in (0..users).filter(|u| u % shards == shard) {
+                let (plan, rec, rx) = (plan.clone(), rec.clone(), rx.clone());
+                tasks.push(tokio::spawn(async move {
                     let mut waits = (0u64, Duration::ZERO);
                     let target = (plan.targets)(user);
                     let mut kept = Kept::new(&plan, &rec);
@@ -279,8 +278,8 @@ pub async fn run(plan: Plan, rec: Arc<Recorder>, start: Instant) -> SelfCheck {
                     }
                     kept.close().await;
                     waits
-                }
-            }));
+                }));
+            }
             // Arrivals: evenly spaced or Poisson, the rate ramping up linearly over the ramp; this shard takes
             // every shards-th arrival.
             let mut rng = plan.seed.max(1);
@@ -317,78 +316,16 @@ pub async fn run(plan: Plan, rec: Arc<Recorder>, start: Instant) -> SelfCheck {
                 k += 1;
             }
             drop(tx);
-            for (late, worst) in users_done.await.unwrap_or_default() {
-                check.late_arrivals += late;
-                check.worst_wait = check.worst_wait.max(worst);
+            for t in tasks {
+                if let Ok((late, worst)) = t.await {
+                    check.late_arrivals += late;
+                    check.worst_wait = check.worst_wait.max(worst);
+                }
             }
             check.sessions = k.div_ceil(shards as u64);
         }
     }
     check
-}
-
-/// Runs `make(0..n)` as tasks spread over one single-threaded runtime per core (oha does the same), and returns
-/// what they returned. Why not the process's multi-thread runtime: a virtual user's task, its connection and its
-/// timer then stay on one thread, so no request pays for work stealing or for waking a parked worker (a futex
-/// call each); the users are independent, and the recorder already keeps a shard per thread. If a runtime cannot
-/// be built, that thread's users run on the calling runtime instead.
-async fn spread<T, F, Fut>(n: usize, make: F) -> Vec<T>
-where
-    T: Send + 'static,
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = T> + Send + 'static,
-{
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |c| c.get())
-        .clamp(1, n.max(1));
-    let make = Arc::new(make);
-    let outer = tokio::runtime::Handle::current();
-    let mut done = Vec::new();
-    for t in 0..threads {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        done.push(rx);
-        let (m, outer) = (make.clone(), outer.clone());
-        let spawned = std::thread::Builder::new()
-            .name(format!("mcptape-load-{t}"))
-            .spawn(move || {
-                let out = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    Ok(rt) => rt.block_on(share(m, t, threads, n)),
-                    Err(_) => outer.block_on(share(m, t, threads, n)),
-                };
-                let _ = tx.send(out);
-            });
-        if spawned.is_err() {
-            // No thread: this share runs on the calling runtime.
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            *done.last_mut().expect("pushed above") = rx;
-            let m = make.clone();
-            tokio::spawn(async move {
-                let _ = tx.send(share(m, t, threads, n).await);
-            });
-        }
-    }
-    let mut out = Vec::with_capacity(n);
-    for rx in done {
-        out.extend(rx.await.unwrap_or_default());
-    }
-    out
-}
-
-/// The tasks `make(t)`, `make(t + step)`, … below `n`, spawned on the current runtime; what they returned.
-async fn share<T, F, Fut>(make: Arc<F>, t: usize, step: usize, n: usize) -> Vec<T>
-where
-    T: Send + 'static,
-    F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = T> + Send + 'static,
-{
-    let tasks: Vec<_> = (t..n).step_by(step).map(|i| tokio::spawn(make(i))).collect();
-    let mut out = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        if let Ok(v) = task.await {
-            out.push(v);
-        }
-    }
-    out
 }
 
 /// An arrival: the session number and when it was due.
@@ -404,19 +341,6 @@ fn async_channel(cap: usize) -> (tokio::sync::mpsc::Sender<Arrival>, tokio::sync
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn spread_runs_every_task_once_on_threads_of_its_own_and_returns_what_each_returned() {
-        let caller = std::thread::current().id();
-        let mut out = spread(
-            10,
-            move |i| async move { (i * 2, std::thread::current().id() != caller) },
-        )
-        .await;
-        out.sort();
-        assert_eq!(out, (0..10).map(|i| (i * 2, true)).collect::<Vec<_>>());
-        assert!(spread(0, |i| async move { i }).await.is_empty());
-    }
 
     #[test]
     fn failures_are_classed_by_http_status_or_transport() {

@@ -328,7 +328,7 @@ fn new_connector() -> Connector {
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-    let https = match tls {
+    match tls {
         Ok(cfg) => hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(cfg)
             .https_or_http()
@@ -345,8 +345,7 @@ fn new_connector() -> Connector {
             .https_or_http()
             .enable_http1()
             .wrap_connector(nodelay_connector()),
-    };
-    https
+    }
 }
 
 /// A plain TCP connector with Nagle off: a POST's headers and body, and small answers, must not wait for an ACK.

@@ -1,10 +1,11 @@
 //! The one `Tap` core every transport adapter feeds.
 //!
-//! Adapters forward bytes themselves and only hand copies here, already framed into messages (framing is cheap
-//! and runs inline). Everything else (classification, correlation, redaction, Arrow building, disk) happens on
-//! one writer thread behind a bounded queue, so forwarding never waits for the recorder: when the queue is full
-//! the frame is dropped and counted, and the writer records a `gap` lifecycle frame with the count before the
-//! next frame it gets. With `lossless` the adapter blocks instead (backpressure on the traffic).
+//! Adapters forward bytes themselves and only hand copies here: HTTP adapters one message at a time, byte-stream
+//! adapters (stdio, unix sockets) each read as it came, for the writer to split ([`streams`]). Everything else
+//! (framing streams, classification, correlation, redaction, Arrow building, disk) happens on one writer thread
+//! ([`worker`]) behind a bounded queue, so forwarding never waits for the recorder: when the queue is full the
+//! entry is dropped and its messages counted, and the writer records a `gap` lifecycle frame with the count before
+//! the next frame it gets. With `lossless` the adapter blocks instead (backpressure on the traffic).
 
 use std::path::PathBuf;
 use std::sync::Arc;

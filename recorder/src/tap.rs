@@ -3,7 +3,7 @@
 //! Adapters forward bytes themselves and only hand copies here: HTTP adapters one message at a time, byte-stream
 //! adapters (stdio, unix sockets) each read as it came, for the writer to split ([`streams`]). Everything else
 //! (framing streams, classification, correlation, redaction, Arrow building, disk) happens on one writer thread
-//! ([`worker`]) behind a bounded queue, so forwarding never waits for the recorder: when the queue is full the
+//! (`tap/worker.rs`) behind a bounded queue, so forwarding never waits for the recorder: when the queue is full the
 //! entry is dropped and its messages counted, and the writer records a `gap` lifecycle frame with the count before
 //! the next frame it gets. With `lossless` the adapter blocks instead (backpressure on the traffic).
 

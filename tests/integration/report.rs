@@ -136,14 +136,16 @@ fn show_merge_and_compare_of_fixture_reports_and_their_errors() {
 }
 
 #[test]
-fn a_five_millisecond_slowdown_exits_1_and_names_p50_and_p99() {
+fn a_twenty_millisecond_slowdown_exits_1_and_names_p50_and_p99() {
     // One closed-model user a side, both runs at once: a stall of the busy machine delays only the one request in
-    // flight (nothing queues behind it), so the baseline's p99 stays at the round trip while every candidate answer
-    // takes at least the injected 5 ms. The timing tests of this module take turns.
+    // flight (nothing queues behind it, so coordinated-omission correction has nothing to add), so the baseline's
+    // p99 stays near the round trip while every candidate answer takes at least the injected 20 ms. (An open-model
+    // run here let one stall of the loaded test suite lift the baseline's corrected p99 to 76 ms.) The timing
+    // tests of this module take turns.
     let dir = tempfile::tempdir().unwrap();
     let cap = one_request_capture(dir.path(), 4);
     let fast = serve_http(&cap, &[]);
-    let slow = serve_http(&cap, &["--latency", "5ms"]);
+    let slow = serve_http(&cap, &["--latency", "20ms"]);
     let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
     let _quiet = TIMING.lock().unwrap_or_else(|e| e.into_inner());
     // Both runs at once, so whatever else the machine does hits both alike.
@@ -151,20 +153,7 @@ fn a_five_millisecond_slowdown_exits_1_and_names_p50_and_p99() {
         for (out, url) in [(&a, &fast.1), (&b, &slow.1)] {
             let cap = &cap;
             scope.spawn(move || {
-                load_to(
-                    out,
-                    &[
-                        s(cap),
-                        "--target",
-                        url,
-                        "--rate",
-                        "250",
-                        "-c",
-                        "16",
-                        "--sessions",
-                        "750",
-                    ],
-                );
+                load_to(out, &[s(cap), "--target", url, "-c", "1", "--sessions", "200"]);
             });
         }
     });
@@ -181,6 +170,7 @@ fn a_five_millisecond_slowdown_exits_1_and_names_p50_and_p99() {
     };
     assert!(verdict("p50").ends_with("REGRESSION"), "{out}");
     assert!(verdict("p99").ends_with("REGRESSION"), "{out}");
+    // Throughput regresses too (one user waits for each answer); p50 and p99 come first.
     assert!(out.contains("regressed: p50, p99"), "{out}");
 
     // The forms `mcptape demo` uses.

@@ -6,7 +6,9 @@
 //! `7` and `"7"` are different requests. Pending requests are bounded: a peer that never answers cannot grow
 //! memory without limit (the oldest pending request is forgotten first).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use crate::frame::{Direction, Frame, Kind};

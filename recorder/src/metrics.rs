@@ -42,23 +42,24 @@ struct PerMethod {
 
 #[derive(Debug, Default)]
 struct ByMethod {
-    methods: std::collections::HashMap<String, PerMethod>,
+    methods: foldhash::HashMap<String, PerMethod>,
 }
 
 impl ByMethod {
     /// The entry of `method` (no allocation once the name is known), or `other` past the caps.
     fn entry(&mut self, method: Option<&str>) -> &mut PerMethod {
         let m = method.unwrap_or("");
-        let known = self.methods.contains_key(m);
-        let key = if known || (m.len() <= MAX_METHOD_LEN && self.methods.len() < MAX_METHODS) {
+        // A known name: two lookups, no allocation (returning what `get_mut` found and inserting otherwise is what
+        // the borrow checker cannot yet accept).
+        if self.methods.contains_key(m) {
+            return self.methods.get_mut(m).expect("looked up above");
+        }
+        let key = if m.len() <= MAX_METHOD_LEN && self.methods.len() < MAX_METHODS {
             m
         } else {
             OTHER
         };
-        if !self.methods.contains_key(key) {
-            self.methods.insert(key.to_string(), PerMethod::default());
-        }
-        self.methods.get_mut(key).expect("inserted above")
+        self.methods.entry(key.to_string()).or_default()
     }
 }
 

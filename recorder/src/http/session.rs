@@ -14,7 +14,7 @@
 //! a legacy stream or WebSocket, or idleness, and only once no exchange of it is still open, so no frame is ever
 //! recorded after its session ended.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

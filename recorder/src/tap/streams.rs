@@ -9,7 +9,7 @@
 //! once) and tells the writer, with the next chunk it queues, how to resynchronise ([`Resync`]): forget the
 //! unfinished line it holds and, when the hole ended inside a line, skip to the next `\n`.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;

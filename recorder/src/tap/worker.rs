@@ -1,7 +1,7 @@
 //! The writer thread behind the tap's queue: frames NDJSON streams, classifies, correlates and redacts each
 //! message, appends it to the capture, flushes the journal on time, rotates segments and applies retention.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -380,13 +380,11 @@ impl Worker {
             self.metrics.dropped(1);
             return;
         };
-        let (dir, len, latency) = (f.direction, f.payload.len(), f.latency_ns);
-        let method = f.method.clone();
+        // Counted as handed to the writer (a batch that later fails to write is counted as lost by the writer).
+        self.metrics
+            .frame(f.direction, f.method.as_deref(), f.payload.len(), f.latency_ns);
         match w.append(f) {
-            Ok(()) => {
-                self.summary.frames += 1;
-                self.metrics.frame(dir, method.as_deref(), len, latency);
-            }
+            Ok(()) => self.summary.frames += 1,
             Err(e) => self.write_failed(e),
         }
     }

@@ -3,7 +3,7 @@
 //! message to the one [`Tap`] core.
 //!
 //! Where things are:
-//! - [`upstream`]: the `--upstream` URL, path mapping, the pooled HTTP/1.1 client and TLS;
+//! - [`upstream`]: the `--upstream` URL, path mapping, each client connection's upstream connection and TLS;
 //! - [`proxy`]: one exchange (read the request, pick the session, forward, 502/413/408 answers);
 //! - [`body`]: response bodies streamed through with a copy to the tap; [`sse`]: one frame per event;
 //! - [`legacy`]: the 2024-11-05 `endpoint` event rewrite; [`ws`]: WebSocket relay;
@@ -117,7 +117,6 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
 /// State shared by every connection of the tap.
 pub(crate) struct Hub {
     pub upstream: Arc<Upstream>,
-    pub client: upstream::HttpClient,
     pub sessions: Arc<session::Sessions>,
     pub limits: Limits,
     pub rules: RedactionRules,
@@ -218,10 +217,8 @@ pub async fn serve(
     let limits = opts.limits.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
     let sessions = session::Sessions::new(tap, opts.lossless, limits.stateless_gap);
-    let client = opts.upstream.http_client(limits.connect_timeout);
     let hub = Arc::new(Hub {
         upstream: Arc::new(opts.upstream),
-        client,
         sessions: sessions.clone(),
         limits: limits.clone(),
         rules: opts.rules,
@@ -271,7 +268,8 @@ pub async fn serve(
         conns.spawn(async move {
             let header_timeout = hub.limits.header_timeout;
             let svc_hub = hub.clone();
-            let svc = service_fn(move |req| proxy::handle(svc_hub.clone(), peer, req));
+            let up = Arc::new(upstream::UpstreamConn::default());
+            let svc = service_fn(move |req| proxy::handle(svc_hub.clone(), up.clone(), peer, req));
             let mut builder = http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
             let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), svc).with_upgrades());

@@ -28,6 +28,7 @@ use super::headers::{
 };
 use super::session::Open;
 use super::sse::SseTap;
+use super::upstream::UpstreamConn;
 use super::{Hub, lifecycle, ws};
 
 /// The JSON-RPC error code of the tap's own error answers (implementation-defined server error).
@@ -36,6 +37,7 @@ pub(crate) const TAP_ERROR: i32 = -32000;
 /// hyper's service entry point.
 pub(crate) async fn handle(
     hub: Arc<Hub>,
+    up: Arc<UpstreamConn>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
@@ -49,7 +51,7 @@ pub(crate) async fn handle(
         );
         return Ok(plain(StatusCode::UPGRADE_REQUIRED, body));
     }
-    Ok(forward(hub, peer, req).await)
+    Ok(forward(hub, &up, peer, req).await)
 }
 
 enum BodyError {
@@ -162,16 +164,20 @@ fn client_group(hub: &Hub, peer: SocketAddr, headers: &http::HeaderMap, at: Inst
     hub.sessions.client(peer.ip(), auth, agent, at)
 }
 
-/// Could this JSON text contain the string `word` (verbatim, or spelled with `\u` escapes)?
-fn may_name(json: &[u8], word: &[u8]) -> bool {
-    memchr::memmem::find(json, word).is_some() || memchr::memmem::find(json, b"\\u").is_some()
+/// Could this JSON text name `initialize` (verbatim, or spelled with `\u` escapes)? The searchers are built once:
+/// building one per call cost more than the search of a small body.
+fn may_name_initialize(json: &[u8]) -> bool {
+    use memchr::memmem::Finder;
+    static WORD: std::sync::LazyLock<Finder<'static>> = std::sync::LazyLock::new(|| Finder::new(b"initialize"));
+    static ESCAPE: std::sync::LazyLock<Finder<'static>> = std::sync::LazyLock::new(|| Finder::new(b"\\u"));
+    WORD.find(json).is_some() || ESCAPE.find(json).is_some()
 }
 
 fn is_json(media: Option<&str>) -> bool {
     media.is_some_and(|m| m == "application/json" || m.ends_with("+json"))
 }
 
-async fn forward(hub: Arc<Hub>, peer: SocketAddr, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn forward(hub: Arc<Hub>, conn: &UpstreamConn, peer: SocketAddr, req: Request<Incoming>) -> Response<ProxyBody> {
     let (mut parts, body) = req.into_parts();
     let path_q = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     strip_hop_by_hop(&mut parts.headers);
@@ -220,7 +226,7 @@ async fn forward(hub: Arc<Hub>, peer: SocketAddr, req: Request<Incoming>) -> Res
     let at = (Instant::now(), mcptape_datasets::human::now_ns());
     // The writer classifies every message; here only an initialize (it may start a session) and, for the tap's own
     // error answers, the request's id matter: a body that cannot name `initialize` is not parsed on the way.
-    let env = (!body.is_empty() && may_name(&body, b"initialize")).then(|| classify(&body));
+    let env = (!body.is_empty() && may_name_initialize(&body)).then(|| classify(&body));
     let rpc_id = || {
         let env = env.clone().or_else(|| (!body.is_empty()).then(|| classify(&body)));
         env.filter(|e| e.kind == Kind::Request).and_then(|e| e.rpc_id)
@@ -250,7 +256,7 @@ async fn forward(hub: Arc<Hub>, peer: SocketAddr, req: Request<Incoming>) -> Res
     });
 
     let mut headers = parts.headers.clone();
-    headers.remove(header::HOST);
+    hub.upstream.set_host(&mut headers);
     headers.remove(header::EXPECT);
     add_via(&mut headers);
     let uri = match hub.upstream.http_uri(&path_q) {
@@ -275,7 +281,7 @@ async fn forward(hub: Arc<Hub>, peer: SocketAddr, req: Request<Incoming>) -> Res
     *up.version_mut() = Version::HTTP_11;
     *up.headers_mut() = headers;
 
-    let result = hub.client.request(up).await;
+    let result = conn.send(&hub.upstream, limits.connect_timeout, up).await;
     let resp = match result {
         Ok(r) => r,
         Err(e) => {
@@ -288,7 +294,7 @@ async fn forward(hub: Arc<Hub>, peer: SocketAddr, req: Request<Incoming>) -> Res
                 record_request(&e, &body, at);
                 e
             });
-            let msg = format!("mcptape: upstream unreachable: {}", chain(&e));
+            let msg = format!("mcptape: upstream unreachable: {e}");
             hub.log.line(&format!(
                 "{} {}: {}",
                 parts.method,
@@ -360,9 +366,9 @@ mod tests {
 
     #[test]
     fn only_a_body_that_may_name_initialize_is_parsed_for_it() {
-        assert!(may_name(br#"{"method":"initialize"}"#, b"initialize"));
-        assert!(may_name(br#"{"method":"\u0069nitialize"}"#, b"initialize"));
-        assert!(!may_name(br#"{"method":"tools/call","id":1}"#, b"initialize"));
+        assert!(may_name_initialize(br#"{"method":"initialize"}"#));
+        assert!(may_name_initialize(br#"{"method":"\u0069nitialize"}"#));
+        assert!(!may_name_initialize(br#"{"method":"tools/call","id":1}"#));
     }
 
     #[test]

@@ -114,7 +114,7 @@ pub(crate) async fn handle(hub: Arc<Hub>, _peer: SocketAddr, mut req: Request<In
     let config = WebSocketConfig::default()
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
-    let connected = match hub.upstream.connect_ws(hub.limits.connect_timeout).await {
+    let connected = match hub.upstream.connect(hub.limits.connect_timeout).await {
         Ok(io) => tokio_tungstenite::client_async_with_config(up, io, Some(config))
             .await
             .map_err(Some),

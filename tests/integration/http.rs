@@ -1080,6 +1080,88 @@ fn an_unreachable_upstream_gets_a_502_json_rpc_error_recorded_and_the_tap_keeps_
     );
 }
 
+/// Reads one response with a `Content-Length` body off a kept-alive connection: (status, body).
+fn read_kept_alive(r: &mut BufReader<TcpStream>) -> (u16, String) {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = r.read_until(b'\n', &mut head).unwrap();
+        assert!(
+            n > 0,
+            "the tap closed the connection: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+    }
+    let (status, headers) = parse_head(&head[..head.len() - 4]);
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("a content-length");
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).unwrap();
+    (status, String::from_utf8(body).unwrap())
+}
+
+#[test]
+fn a_client_connection_keeps_one_upstream_connection_and_gets_a_new_one_when_the_upstream_closes_it() {
+    // The upstream numbers its connections, answers two requests on each (kept alive) and then closes it.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (conn, s) in listener.incoming().enumerate() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                for _ in 0..2 {
+                    let Some(req) = read_req(&s) else { return };
+                    let body = format!(
+                        r#"{{"jsonrpc":"2.0","id":1,"result":{{"conn":{conn},"seen":{}}}}}"#,
+                        String::from_utf8_lossy(&req.body).contains("tools/list")
+                    );
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    s.write_all(head.as_bytes()).unwrap();
+                    s.write_all(body.as_bytes()).unwrap();
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let tap = TapProc::start(dir.path(), &format!("http://{upstream}/mcp"), &[]);
+    let s = TcpStream::connect(tap.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut conns = Vec::new();
+    for i in 0..4 {
+        if i == 2 {
+            // The upstream has closed its first connection: give the tap time to see it go.
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+        let req = format!(
+            "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
+            tap.addr,
+            body.len()
+        );
+        w.write_all(req.as_bytes()).unwrap();
+        let (status, answer) = read_kept_alive(&mut r);
+        assert_eq!(status, 200, "request {i}: {answer}");
+        let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(v["result"]["seen"], true, "request {i} reached the upstream whole");
+        conns.push(v["result"]["conn"].as_u64().unwrap());
+    }
+    assert_eq!(conns, [0, 0, 1, 1], "upstream connection of each request");
+    drop((r, w));
+    tap.stop();
+    let answers = frames(dir.path())
+        .iter()
+        .filter(|f| f.kind == Kind::Response && f.method.as_deref() == Some("tools/list"))
+        .count();
+    assert_eq!(answers, 4);
+}
+
 #[test]
 fn status_codes_error_bodies_and_end_to_end_headers_pass_unchanged_and_hop_by_hop_ones_do_not() {
     let up = raw_upstream(|req, s| {

@@ -119,11 +119,87 @@ pub struct Observed {
     /// Monotonic ns since the session started.
     pub t_ns: u64,
     /// HTTP facts, for HTTP-borne frames.
-    pub http: Option<HttpMeta>,
+    pub http: Option<HttpObserved>,
     /// Raw Mcp-Session-Id (hashed by the writer unless the rules say otherwise).
     pub mcp_session: Option<String>,
     /// Protocol version the transport declared (an HTTP header).
     pub protocol_version: Option<String>,
+}
+
+/// What an HTTP adapter knows of a request: shared by the frames of its exchange, turned into their `http` column
+/// by the writer (headers copied to text and redacted there, not on the proxy's path).
+#[derive(Debug, Clone, Default)]
+pub struct HttpRequestMeta {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// Path and query, secret-looking query values already redacted.
+    pub path: String,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// The end-to-end headers, as received.
+    pub headers: http::HeaderMap,
+    /// `Mcp-Session-Id`.
+    pub mcp_session: Option<String>,
+    /// `MCP-Protocol-Version`.
+    pub protocol_version: Option<String>,
+}
+
+/// What an HTTP adapter knows of a response.
+#[derive(Debug, Clone, Default)]
+pub struct HttpResponseMeta {
+    /// The status code.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// The end-to-end headers, as received.
+    pub headers: http::HeaderMap,
+}
+
+/// The HTTP facts of one frame: a client frame carries its request's, a server frame its response's.
+#[derive(Debug, Clone)]
+pub struct HttpObserved {
+    /// The exchange's request.
+    pub request: Arc<HttpRequestMeta>,
+    /// The exchange's response, once known.
+    pub response: Option<Arc<HttpResponseMeta>>,
+    /// The SSE event's id.
+    pub sse_event_id: Option<String>,
+}
+
+impl HttpObserved {
+    /// The frame's `http` column for a frame that travelled `direction`, header values redacted under `rules`.
+    pub fn meta(self, direction: Direction, rules: &RedactionRules) -> HttpMeta {
+        let HttpObserved {
+            request,
+            response,
+            sse_event_id,
+        } = self;
+        let recorded = |headers: &http::HeaderMap| {
+            headers
+                .iter()
+                .map(|(n, v)| {
+                    let name = n.as_str();
+                    let value = String::from_utf8_lossy(v.as_bytes());
+                    (name.to_string(), rules.header_value(name, &value).into_owned())
+                })
+                .collect()
+        };
+        let (status, content_type, headers) = match direction {
+            Direction::C2s => (None, request.content_type.clone(), recorded(&request.headers)),
+            Direction::S2c => match &response {
+                Some(r) => (Some(r.status), r.content_type.clone(), recorded(&r.headers)),
+                None => (None, None, Vec::new()),
+            },
+        };
+        HttpMeta {
+            method: Some(request.method.clone()),
+            path: Some(request.path.clone()),
+            status,
+            content_type,
+            sse_event_id,
+            headers,
+        }
+    }
 }
 
 enum Msg {

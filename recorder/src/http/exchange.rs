@@ -5,29 +5,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use mcptape_datasets::{Direction, HttpMeta, Transport};
+use mcptape_datasets::{Direction, Transport};
 
 use super::session::{Open, Session, Sessions};
-use crate::tap::Observed;
-
-/// What the tap knows of a request, for the frames of its exchange.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RequestMeta {
-    pub method: String,
-    pub path: String,
-    pub content_type: Option<String>,
-    pub headers: Vec<(String, String)>,
-    pub mcp_session: Option<String>,
-    pub protocol_version: Option<String>,
-}
-
-/// What the tap knows of a response.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ResponseMeta {
-    pub status: u16,
-    pub content_type: Option<String>,
-    pub headers: Vec<(String, String)>,
-}
+use crate::tap::{HttpObserved, HttpRequestMeta, HttpResponseMeta, Observed};
 
 /// One POST/GET/DELETE exchange (or one WebSocket connection): a stream of a session.
 #[derive(Debug)]
@@ -35,20 +16,20 @@ pub(crate) struct Exchange {
     pub sessions: Arc<Sessions>,
     pub open: Open,
     pub stream_id: u32,
-    pub request: RequestMeta,
-    pub response: std::sync::OnceLock<ResponseMeta>,
+    pub request: Arc<HttpRequestMeta>,
+    pub response: std::sync::OnceLock<Arc<HttpResponseMeta>>,
     /// Mcp-Session-Id from the response when the request had none (an initialize answer).
     pub assigned_mcp_session: Option<String>,
 }
 
 impl Exchange {
-    pub fn new(sessions: Arc<Sessions>, open: Open, request: RequestMeta) -> Exchange {
+    pub fn new(sessions: Arc<Sessions>, open: Open, request: HttpRequestMeta) -> Exchange {
         let stream_id = open.session.next_stream();
         Exchange {
             sessions,
             open,
             stream_id,
-            request,
+            request: Arc::new(request),
             response: std::sync::OnceLock::new(),
             assigned_mcp_session: None,
         }
@@ -58,13 +39,18 @@ impl Exchange {
         &self.open.session
     }
 
+    /// Records what is known of the response (the first call wins).
+    pub fn set_response(&self, response: HttpResponseMeta) {
+        let _ = self.response.set(Arc::new(response));
+    }
+
     fn observed(
         &self,
         direction: Direction,
         transport: Transport,
         lifecycle: Option<&'static str>,
         payload: Bytes,
-        http: Option<HttpMeta>,
+        http: Option<HttpObserved>,
     ) -> Observed {
         Observed {
             session: self.open.session.id.clone(),
@@ -93,13 +79,10 @@ impl Exchange {
         payload: Bytes,
         at: Option<(Instant, i64)>,
     ) {
-        let http = HttpMeta {
-            method: Some(self.request.method.clone()),
-            path: Some(self.request.path.clone()),
-            status: None,
-            content_type: self.request.content_type.clone(),
+        let http = HttpObserved {
+            request: self.request.clone(),
+            response: None,
             sse_event_id: None,
-            headers: self.request.headers.clone(),
         };
         let obs = self.observed(Direction::C2s, transport, lifecycle, payload, Some(http));
         self.sessions.observe(&self.open.session, obs, at);
@@ -113,14 +96,10 @@ impl Exchange {
         payload: Bytes,
         sse_event_id: Option<String>,
     ) {
-        let resp = self.response.get();
-        let http = HttpMeta {
-            method: Some(self.request.method.clone()),
-            path: Some(self.request.path.clone()),
-            status: resp.map(|r| r.status),
-            content_type: resp.and_then(|r| r.content_type.clone()),
+        let http = HttpObserved {
+            request: self.request.clone(),
+            response: self.response.get().cloned(),
             sse_event_id,
-            headers: resp.map(|r| r.headers.clone()).unwrap_or_default(),
         };
         let obs = self.observed(Direction::S2c, transport, lifecycle, payload, Some(http));
         self.sessions.observe(&self.open.session, obs, None);

@@ -55,20 +55,6 @@ pub(crate) fn add_via(headers: &mut HeaderMap) {
     }
 }
 
-/// The headers to record: name (lower-case, as `http` stores it) and value (lossy UTF-8). The tap's writer
-/// redacts the values; this only copies them.
-pub(crate) fn recorded(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
-}
-
 /// A header's value as text, if present and valid.
 pub(crate) fn text<K: header::AsHeaderName>(headers: &HeaderMap, name: K) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())

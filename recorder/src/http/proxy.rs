@@ -22,14 +22,15 @@ use mcptape_datasets::Transport;
 use mcptape_datasets::wire::envelope::classify;
 
 use super::body::{Collect, Mode, ProxyBody, TapBody, status_note};
-use super::exchange::{Exchange, RequestMeta, ResponseMeta};
+use super::exchange::Exchange;
 use super::headers::{
-    MCP_PROTOCOL_VERSION, MCP_SESSION_ID, add_via, media_type, recorded, recorded_path, strip_hop_by_hop, text,
+    MCP_PROTOCOL_VERSION, MCP_SESSION_ID, add_via, media_type, recorded_path, strip_hop_by_hop, text,
 };
 use super::session::Open;
 use super::sse::SseTap;
 use super::upstream::UpstreamConn;
 use super::{Hub, lifecycle, ws};
+use crate::tap::{HttpRequestMeta, HttpResponseMeta};
 
 /// The JSON-RPC error code of the tap's own error answers (implementation-defined server error).
 pub(crate) const TAP_ERROR: i32 = -32000;
@@ -119,10 +120,10 @@ pub(crate) fn plain(status: StatusCode, body: Bytes) -> Response<ProxyBody> {
 /// Records the tap's own error answer on `ex` and returns it.
 pub(crate) fn tap_error(ex: &Exchange, status: StatusCode, body: Bytes) -> Response<ProxyBody> {
     let resp = plain(status, body.clone());
-    let _ = ex.response.set(ResponseMeta {
+    ex.set_response(HttpResponseMeta {
         status: status.as_u16(),
         content_type: Some("application/json".into()),
-        headers: recorded(resp.headers()),
+        headers: resp.headers().clone(),
     });
     ex.s2c(Transport::Http, None, body, None);
     resp
@@ -181,11 +182,11 @@ async fn forward(hub: Arc<Hub>, conn: &UpstreamConn, peer: SocketAddr, req: Requ
     let (mut parts, body) = req.into_parts();
     let path_q = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     strip_hop_by_hop(&mut parts.headers);
-    let request = RequestMeta {
+    let request = HttpRequestMeta {
         method: parts.method.as_str().to_string(),
         path: recorded_path(&path_q, &hub.rules),
         content_type: text(&parts.headers, header::CONTENT_TYPE).map(str::to_string),
-        headers: recorded(&parts.headers),
+        headers: parts.headers.clone(),
         mcp_session: text(&parts.headers, MCP_SESSION_ID).map(str::to_string),
         protocol_version: text(&parts.headers, MCP_PROTOCOL_VERSION).map(str::to_string),
     };
@@ -327,10 +328,10 @@ async fn forward(hub: Arc<Hub>, conn: &UpstreamConn, peer: SocketAddr, req: Requ
         }
     };
     let status = rparts.status;
-    let _ = ex.response.set(ResponseMeta {
+    ex.set_response(HttpResponseMeta {
         status: status.as_u16(),
         content_type: text(&rparts.headers, header::CONTENT_TYPE).map(str::to_string),
-        headers: recorded(&rparts.headers),
+        headers: rparts.headers.clone(),
     });
     let ex = Arc::new(ex);
     let gone = status == StatusCode::NOT_FOUND && ex.request.mcp_session.is_some();

@@ -25,10 +25,11 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::body::{ProxyBody, status_note};
-use super::exchange::{Exchange, RequestMeta, ResponseMeta};
-use super::headers::{add_via, recorded, recorded_path, strip_hop_by_hop, text};
+use super::exchange::Exchange;
+use super::headers::{add_via, recorded_path, strip_hop_by_hop, text};
 use super::proxy::{chain, jsonrpc_error, tap_error};
 use super::{Hub, lifecycle};
+use crate::tap::{HttpRequestMeta, HttpResponseMeta};
 
 /// How long the other side has to answer a close before the relay drops both connections.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
@@ -67,11 +68,11 @@ pub(crate) async fn handle(hub: Arc<Hub>, _peer: SocketAddr, mut req: Request<In
     let at = (Instant::now(), mcptape_datasets::human::now_ns());
     let path_q = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
     let client_headers = end_to_end(req.headers());
-    let request = RequestMeta {
+    let request = HttpRequestMeta {
         method: req.method().as_str().to_string(),
         path: recorded_path(&path_q, &hub.rules),
         content_type: None,
-        headers: recorded(&client_headers),
+        headers: client_headers.clone(),
         mcp_session: None,
         protocol_version: text(req.headers(), "mcp-protocol-version").map(str::to_string),
     };
@@ -138,10 +139,10 @@ pub(crate) async fn handle(hub: Arc<Hub>, _peer: SocketAddr, mut req: Request<In
             let mut headers = parts.headers;
             strip_hop_by_hop(&mut headers);
             let body = Bytes::from(body.unwrap_or_default());
-            let _ = ex.response.set(ResponseMeta {
+            ex.set_response(HttpResponseMeta {
                 status: parts.status.as_u16(),
                 content_type: text(&headers, "content-type").map(str::to_string),
-                headers: recorded(&headers),
+                headers: headers.clone(),
             });
             if body.is_empty() {
                 status_note(&ex);
@@ -172,10 +173,10 @@ pub(crate) async fn handle(hub: Arc<Hub>, _peer: SocketAddr, mut req: Request<In
     };
 
     let mut resp_headers = end_to_end(up_resp.headers());
-    let _ = ex.response.set(ResponseMeta {
+    ex.set_response(HttpResponseMeta {
         status: 101,
         content_type: None,
-        headers: recorded(&resp_headers),
+        headers: resp_headers.clone(),
     });
     status_note(&ex);
     add_via(&mut resp_headers);

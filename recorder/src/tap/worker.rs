@@ -356,7 +356,7 @@ impl Worker {
         f.stream_id = obs.stream_id;
         f.ts_ns = obs.ts_ns;
         f.t_ns = obs.t_ns;
-        f.http = obs.http;
+        f.http = obs.http.map(|h| h.meta(obs.direction, &self.rules));
         f.protocol_version = obs.protocol_version;
         f.mcp_session = obs
             .mcp_session
@@ -365,15 +365,6 @@ impl Worker {
         self.annotator.annotate_and_redact(&mut f, &self.rules);
         if let Some(m) = obs.lifecycle {
             f.method = Some(m.to_string());
-        }
-        if let Some(h) = &mut f.http {
-            for (name, value) in &mut h.headers {
-                // A redacted value comes back borrowed (`[REDACTED]` is static), a hashed one owned: compare.
-                let stored = self.rules.header_value(name, value);
-                if stored != value.as_str() {
-                    *value = stored.into_owned();
-                }
-            }
         }
         let Some(w) = &mut self.writer else {
             self.count_dropped(1);

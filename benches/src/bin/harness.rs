@@ -860,6 +860,13 @@ fn render(args: &Args, ctx: &Ctx, rows: &[Row], notes: &[String], took: Duration
     s
 }
 
+/// The median of `v` (for an even count, the upper of the two middle values).
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
 // ---- end to end: stdio ----
 
 /// `mcptape` built next to this harness (`cargo build --release` builds both).
@@ -1004,13 +1011,12 @@ fn stdio(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let mbps: Vec<f64> = times.iter().map(|t| rate(quantile(&mut t.clone(), 0.5))).collect();
     let socat_i = chains.iter().position(|c| c.name == SOCAT);
     let paired = |i: usize, s: usize| {
-        let mut ratios: Vec<f64> = times[i]
+        let ratios: Vec<f64> = times[i]
             .iter()
             .zip(&times[s])
             .map(|(&a, &b)| rate(a) / rate(b))
             .collect();
-        ratios.sort_by(|a, b| a.total_cmp(b));
-        ratios[ratios.len() / 2]
+        median(&ratios)
     };
     for (i, c) in chains.iter().enumerate() {
         out.rows.push(Row {
@@ -1176,19 +1182,14 @@ fn http(ctx: &Ctx) -> anyhow::Result<Outcome> {
             thr[i].push(rps);
         }
     }
-    let med = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
-    };
     // Per round, what a chain adds to the direct path; then the median over rounds.
     let added = |lat: &[Vec<f64>], i: usize| {
         let per_round: Vec<f64> = lat[i].iter().zip(&lat[0]).map(|(c, d)| c - d).collect();
-        med(&per_round)
+        median(&per_round)
     };
-    let p50: Vec<f64> = lat50.iter().map(|v| med(v)).collect();
-    let p99: Vec<f64> = lat99.iter().map(|v| med(v)).collect();
-    let rps: Vec<f64> = thr.iter().map(|t| med(t)).collect();
+    let p50: Vec<f64> = lat50.iter().map(|v| median(v)).collect();
+    let p99: Vec<f64> = lat99.iter().map(|v| median(v)).collect();
+    let rps: Vec<f64> = thr.iter().map(|t| median(t)).collect();
     let nginx_i = chains.iter().position(|c| c.0.starts_with("nginx"));
     for (i, (name, _, _)) in chains.iter().enumerate() {
         let row = |metric, value, unit, ratio| Row {
@@ -1403,11 +1404,7 @@ fn load(ctx: &Ctx) -> anyhow::Result<Outcome> {
             rps[i].push(f()?);
         }
     }
-    let med = |v: &mut Vec<f64>| {
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
-    };
-    let meds: Vec<f64> = rps.iter_mut().map(med).collect();
+    let meds: Vec<f64> = rps.iter().map(|v| median(v)).collect();
     let of = |name: &str| tools.iter().position(|(n, _)| *n == name).map(|i| meds[i]);
     for (i, (name, _)) in tools.iter().enumerate() {
         let ratio = if *name == "mcptape load" {

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use mcptape_datasets::Transport;
 
+use super::client::UpstreamBody;
 use super::exchange::Exchange;
 use super::lifecycle;
 use super::sse::{End, SseTap};
@@ -36,9 +37,9 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = std::io::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         match self.get_mut() {
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Tapped(t) => Pin::new(t.as_mut()).poll_frame(cx),
@@ -170,7 +171,7 @@ pub(crate) fn status_note(ex: &Exchange) {
 /// The upstream's response body, forwarded frame by frame with a copy to the tap.
 #[derive(Debug)]
 pub(crate) struct TapBody {
-    inner: Incoming,
+    inner: UpstreamBody,
     inner_done: bool,
     finished: bool,
     ex: Arc<Exchange>,
@@ -182,7 +183,7 @@ pub(crate) struct TapBody {
 
 impl TapBody {
     pub fn new(
-        inner: Incoming,
+        inner: UpstreamBody,
         ex: Arc<Exchange>,
         upstream: Arc<Upstream>,
         mode: Mode,
@@ -228,7 +229,7 @@ impl TapBody {
         }
     }
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let this = self.get_mut();
         loop {
             if this.inner_done {

@@ -21,10 +21,14 @@ pub(crate) const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-sessi
 pub(crate) const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
 /// What the tap adds to `Via`.
-const VIA: &str = "1.1 mcptape";
+pub(crate) const VIA: &str = "1.1 mcptape";
 
 /// Removes the hop-by-hop fields: the fixed ones and those that `Connection` names.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Usually there are none: one pass over the few names present is cheaper than a lookup per hop-by-hop name.
+    if !headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -60,10 +64,10 @@ pub(crate) fn text<K: header::AsHeaderName>(headers: &HeaderMap, name: K) -> Opt
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The media type of `Content-Type`, lower-cased, without parameters.
-pub(crate) fn media_type(headers: &HeaderMap) -> Option<String> {
+/// The media type of `Content-Type`, without parameters, as sent (media types compare case-insensitively).
+pub(crate) fn media_type(headers: &HeaderMap) -> Option<&str> {
     let ct = text(headers, header::CONTENT_TYPE)?;
-    Some(ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+    Some(ct.split(';').next().unwrap_or("").trim())
 }
 
 /// Path and query for the capture, with the values of secret-looking query parameters (`?api_key=…`,

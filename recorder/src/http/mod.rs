@@ -3,7 +3,8 @@
 //! message to the one [`Tap`] core.
 //!
 //! Where things are:
-//! - [`upstream`]: the `--upstream` URL, path mapping, each client connection's upstream connection and TLS;
+//! - [`upstream`]: the `--upstream` URL, path mapping, TCP and TLS to it;
+//! - [`client`]: the HTTP/1.1 exchanges with the upstream, each client connection on its own upstream connection;
 //! - [`proxy`]: one exchange (read the request, pick the session, forward, 502/413/408 answers);
 //! - [`body`]: response bodies streamed through with a copy to the tap; [`sse`]: one frame per event;
 //! - [`legacy`]: the 2024-11-05 `endpoint` event rewrite; [`ws`]: WebSocket relay;
@@ -34,6 +35,8 @@ use crate::log::Log;
 use crate::tap::Tap;
 
 pub mod body;
+mod chunked;
+pub mod client;
 pub mod exchange;
 pub mod headers;
 pub mod legacy;
@@ -268,7 +271,7 @@ pub async fn serve(
         conns.spawn(async move {
             let header_timeout = hub.limits.header_timeout;
             let svc_hub = hub.clone();
-            let up = Arc::new(upstream::UpstreamConn::default());
+            let up = Arc::new(client::UpstreamConn::default());
             let svc = service_fn(move |req| proxy::handle(svc_hub.clone(), up.clone(), peer, req));
             let mut builder = http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);

@@ -14,21 +14,21 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Full};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use mcptape_datasets::Kind;
 use mcptape_datasets::Transport;
 use mcptape_datasets::wire::envelope::classify;
 
 use super::body::{Collect, Mode, ProxyBody, TapBody, status_note};
+use super::client::UpstreamConn;
 use super::exchange::Exchange;
 use super::headers::{
     MCP_PROTOCOL_VERSION, MCP_SESSION_ID, add_via, media_type, recorded_path, strip_hop_by_hop, text,
 };
 use super::session::Open;
 use super::sse::SseTap;
-use super::upstream::UpstreamConn;
 use super::{Hub, lifecycle, ws};
 use crate::tap::{HttpRequestMeta, HttpResponseMeta};
 
@@ -175,10 +175,18 @@ fn may_name_initialize(json: &[u8]) -> bool {
 }
 
 fn is_json(media: Option<&str>) -> bool {
-    media.is_some_and(|m| m == "application/json" || m.ends_with("+json"))
+    media.is_some_and(|m| {
+        let m = m.as_bytes();
+        m.eq_ignore_ascii_case(b"application/json") || (m.len() > 5 && m[m.len() - 5..].eq_ignore_ascii_case(b"+json"))
+    })
 }
 
-async fn forward(hub: Arc<Hub>, conn: &UpstreamConn, peer: SocketAddr, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn forward(
+    hub: Arc<Hub>,
+    conn: &Arc<UpstreamConn>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let (mut parts, body) = req.into_parts();
     let path_q = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     strip_hop_by_hop(&mut parts.headers);
@@ -256,10 +264,6 @@ async fn forward(hub: Arc<Hub>, conn: &UpstreamConn, peer: SocketAddr, req: Requ
         e
     });
 
-    let mut headers = parts.headers.clone();
-    hub.upstream.set_host(&mut headers);
-    headers.remove(header::EXPECT);
-    add_via(&mut headers);
     let uri = match hub.upstream.http_uri(&path_q) {
         Ok(u) => u,
         Err(e) => {
@@ -276,13 +280,17 @@ async fn forward(hub: Arc<Hub>, conn: &UpstreamConn, peer: SocketAddr, req: Requ
             return tap_error(&ex, StatusCode::BAD_REQUEST, jsonrpc_error(rpc_id().as_deref(), &msg));
         }
     };
-    let mut up = Request::new(Full::new(body.clone()));
-    *up.method_mut() = parts.method.clone();
-    *up.uri_mut() = uri;
-    *up.version_mut() = Version::HTTP_11;
-    *up.headers_mut() = headers;
-
-    let result = conn.send(&hub.upstream, limits.connect_timeout, up).await;
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    let result = conn
+        .send(
+            &hub.upstream,
+            limits.connect_timeout,
+            &parts.method,
+            target,
+            &parts.headers,
+            &body,
+        )
+        .await;
     let resp = match result {
         Ok(r) => r,
         Err(e) => {
@@ -309,7 +317,7 @@ async fn forward(hub: Arc<Hub>, conn: &UpstreamConn, peer: SocketAddr, req: Requ
     let (mut rparts, rbody) = resp.into_parts();
     strip_hop_by_hop(&mut rparts.headers);
     let media = media_type(&rparts.headers);
-    let sse = media.as_deref() == Some("text/event-stream");
+    let sse = media.is_some_and(|m| m.eq_ignore_ascii_case("text/event-stream"));
     let resp_session = text(&rparts.headers, MCP_SESSION_ID).map(str::to_string);
     // A GET that no Mcp-Session-Id names, answered with a stream: a legacy HTTP+SSE connection.
     let legacy = !decided && resp_session.is_none() && get && sse;
@@ -347,7 +355,7 @@ async fn forward(hub: Arc<Hub>, conn: &UpstreamConn, peer: SocketAddr, req: Requ
         }
         let watch = legacy.then(|| hub.upstream.map_path(&path_q).to_string());
         Mode::Sse(Box::new(SseTap::new(limits.max_frame, watch, answer)))
-    } else if is_json(media.as_deref()) || !status.is_success() {
+    } else if is_json(media) || !status.is_success() {
         Mode::Json(Collect::new(limits.max_frame))
     } else {
         status_note(&ex);

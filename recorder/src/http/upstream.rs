@@ -1,6 +1,5 @@
-//! The one upstream the tap forwards to: its URL, how a client's path maps onto it, and the connections to it
-//! (for http/https one HTTP/1.1 connection per client connection, [`UpstreamConn`]; a fresh TCP or TLS stream per
-//! WebSocket).
+//! The one upstream the tap forwards to: its URL, how a client's path maps onto it, and how a byte stream to it is
+//! opened (TCP, then TLS for https and wss). HTTP exchanges run over them in [`super::client`].
 //!
 //! TLS is rustls with the ring provider, trusting the webpki roots plus the system's store (which honours
 //! `SSL_CERT_FILE` / `SSL_CERT_DIR`, so a private CA works without a flag). The system store is read only when the
@@ -9,17 +8,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery};
-use http::{HeaderValue, Request, Response, Uri, header};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use http::{HeaderValue, Uri};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-/// A byte stream to a WebSocket upstream (plain TCP or TLS).
+/// A byte stream to the upstream (plain TCP or TLS).
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
@@ -135,9 +129,9 @@ impl Upstream {
         Ok(Uri::from(PathAndQuery::try_from(self.map_path(client))?))
     }
 
-    /// Sets the upstream's `Host` on a request's headers.
-    pub fn set_host(&self, headers: &mut http::HeaderMap) {
-        headers.insert(header::HOST, self.host_header.clone());
+    /// The upstream's `Host`.
+    pub(crate) fn host_header(&self) -> &HeaderValue {
+        &self.host_header
     }
 
     /// The ws(s) URL for a client's path-and-query.
@@ -202,99 +196,6 @@ fn tls_config() -> rustls::ClientConfig {
         .with_no_client_auth()
 }
 
-/// One client connection's own HTTP/1.1 connection to the upstream, opened at its first request and kept while
-/// the upstream keeps it open.
-///
-/// Why not a shared pool: a client connection carries one exchange at a time (hyper's server reads the next request
-/// only once the previous answer is sent), so one upstream connection per client connection is always enough, and
-/// hyper-util's pool cost a keyed checkout raced against a fresh connect, and larger futures, on every request
-/// (the proxy thread's instructions per request under callgrind, start-up subtracted: 63,400 with the pool,
-/// 50,600 without). Like
-/// nginx's `keepalive` upstreams, but pinned: a client's requests also reach the upstream in the order it sent
-/// them, on one connection.
-#[derive(Debug, Default)]
-pub(crate) struct UpstreamConn {
-    send: std::sync::Mutex<Option<http1::SendRequest<Full<Bytes>>>>,
-}
-
-/// Why a request could not be sent upstream.
-#[derive(Debug)]
-pub(crate) enum SendError {
-    /// Connecting (TCP, TLS or the HTTP/1.1 handshake) failed.
-    Connect(std::io::Error),
-    /// The connection failed while sending or waiting for the answer's head.
-    Http(hyper::Error),
-}
-
-impl std::fmt::Display for SendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SendError::Connect(e) => write!(f, "{e}"),
-            SendError::Http(e) => write!(f, "{}", crate::http::proxy::chain(e)),
-        }
-    }
-}
-
-impl UpstreamConn {
-    /// Sends `req` (origin-form target, `Host` set) and returns the answer's head. A request that a kept
-    /// connection could not send at all (the upstream closed it while idle) is sent once more on a new one, as a
-    /// pool would.
-    pub async fn send(
-        &self,
-        upstream: &Upstream,
-        connect_timeout: Duration,
-        req: Request<Full<Bytes>>,
-    ) -> Result<Response<Incoming>, SendError> {
-        let kept = self.take().filter(|s| !s.is_closed());
-        let mut req = req;
-        let mut reused = kept.is_some();
-        let mut send = match kept {
-            Some(s) => s,
-            None => Box::pin(open(upstream, connect_timeout)).await?,
-        };
-        loop {
-            let sent = match send.ready().await {
-                Ok(()) => send
-                    .try_send_request(req)
-                    .await
-                    .map_err(|mut e| (e.take_message(), e.into_error())),
-                Err(e) => Err((Some(req), e)),
-            };
-            match sent {
-                Ok(resp) => {
-                    self.put(send);
-                    return Ok(resp);
-                }
-                Err((Some(unsent), _)) if reused => {
-                    req = unsent;
-                    reused = false;
-                    send = Box::pin(open(upstream, connect_timeout)).await?;
-                }
-                Err((_, e)) => return Err(SendError::Http(e)),
-            }
-        }
-    }
-
-    fn take(&self) -> Option<http1::SendRequest<Full<Bytes>>> {
-        self.send.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-
-    fn put(&self, send: http1::SendRequest<Full<Bytes>>) {
-        *self.send.lock().unwrap_or_else(|e| e.into_inner()) = Some(send);
-    }
-}
-
-/// A new HTTP/1.1 connection to the upstream; its connection task runs until either side closes it.
-async fn open(upstream: &Upstream, connect_timeout: Duration) -> Result<http1::SendRequest<Full<Bytes>>, SendError> {
-    let io = upstream.connect(connect_timeout).await.map_err(SendError::Connect)?;
-    let (send, conn) = http1::handshake(TokioIo::new(io)).await.map_err(SendError::Http)?;
-    tokio::spawn(async move {
-        // An error here is the upstream going away; the exchange that sees it reports it.
-        let _ = conn.await;
-    });
-    Ok(send)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,9 +207,7 @@ mod tests {
         assert_eq!(u.map_path("/mcp"), "/mcp");
         assert_eq!(u.map_path("/message?sessionId=a"), "/message?sessionId=a");
         assert_eq!(u.http_uri("/").unwrap().to_string(), "/mcp");
-        let mut h = http::HeaderMap::new();
-        u.set_host(&mut h);
-        assert_eq!(h[header::HOST], "127.0.0.1:3001");
+        assert_eq!(u.host_header(), "127.0.0.1:3001");
         assert_eq!(u.label(), "127.0.0.1-3001");
         let s = Upstream::parse("https://gw.example/api/mcp?k=1").unwrap();
         assert_eq!(s.display(), "https://gw.example/api/mcp");

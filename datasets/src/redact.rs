@@ -174,6 +174,28 @@ fn secret_header_name(name: &str) -> bool {
         .any(|p| normalized.windows(p.len()).any(|w| w == p.as_bytes()))
 }
 
+/// What [`RedactionRules`] do to one header's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderRule {
+    /// Stored as sent.
+    Keep,
+    /// Stored as [`REDACTED`].
+    Redact,
+    /// Stored as [`RedactionRules::hash`] of the value (ids that must stay comparable, like `Mcp-Session-Id`).
+    Hash,
+}
+
+impl HeaderRule {
+    /// The value to store.
+    pub fn apply(self, value: &str) -> Cow<'_, str> {
+        match self {
+            HeaderRule::Keep => Cow::Borrowed(value),
+            HeaderRule::Redact => Cow::Borrowed(REDACTED),
+            HeaderRule::Hash => Cow::Owned(RedactionRules::hash(value)),
+        }
+    }
+}
+
 impl RedactionRules {
     /// No redaction at all (`--no-redact`).
     pub fn none() -> Self {
@@ -188,18 +210,24 @@ impl RedactionRules {
 
     /// The value to store for header `name` (matched case-insensitively).
     pub fn header_value<'a>(&self, name: &str, value: &'a str) -> Cow<'a, str> {
+        self.header_rule(name).apply(value)
+    }
+
+    /// What these rules do to the values of header `name` (matched case-insensitively). It depends on the name
+    /// only, so a caller that sees the same names again and again (the tap's writer) can keep it.
+    pub fn header_rule(&self, name: &str) -> HeaderRule {
         if !self.enabled {
-            return Cow::Borrowed(value);
+            return HeaderRule::Keep;
         }
         let name = name.trim();
         let listed = |list: &[String]| list.iter().any(|h| h.eq_ignore_ascii_case(name));
         if listed(&self.hashed_headers) {
-            return Cow::Owned(Self::hash(value));
+            HeaderRule::Hash
+        } else if listed(&self.headers) || secret_header_name(name) {
+            HeaderRule::Redact
+        } else {
+            HeaderRule::Keep
         }
-        if listed(&self.headers) || secret_header_name(name) {
-            return Cow::Borrowed(REDACTED);
-        }
-        Cow::Borrowed(value)
     }
 
     /// `sha256:` and the first 16 hex digits of SHA-256 of `value`.

@@ -22,7 +22,9 @@ use crate::metrics::Metrics;
 use crate::rotation::Rotation;
 use crate::sample::Sampler;
 use crate::sink::SinkHandle;
+use redacted::Redacted;
 
+mod redacted;
 mod session_tap;
 pub mod streams;
 mod worker;
@@ -168,19 +170,21 @@ pub struct HttpObserved {
 
 impl HttpObserved {
     /// The frame's `http` column for a frame that travelled `direction`, header values redacted under `rules`.
-    pub fn meta(self, direction: Direction, rules: &RedactionRules) -> HttpMeta {
+    pub(crate) fn meta(self, direction: Direction, rules: &RedactionRules, redacted: &mut Redacted) -> HttpMeta {
         let HttpObserved {
             request,
             response,
             sse_event_id,
         } = self;
-        let recorded = |headers: &http::HeaderMap| {
+        let mut recorded = |headers: &http::HeaderMap| {
             headers
                 .iter()
                 .map(|(n, v)| {
-                    let name = n.as_str();
-                    let value = String::from_utf8_lossy(v.as_bytes());
-                    (name.to_string(), rules.header_value(name, &value).into_owned())
+                    let value = match v.to_str() {
+                        Ok(text) => redacted.header(rules, n, text),
+                        Err(_) => redacted.header(rules, n, &String::from_utf8_lossy(v.as_bytes())),
+                    };
+                    (n.as_str().to_string(), value)
                 })
                 .collect()
         };

@@ -9,10 +9,12 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::HeaderName;
 use mcptape_datasets::annotate::Annotator;
 use mcptape_datasets::redact::RedactionRules;
 use mcptape_datasets::{CaptureWriter, Frame, Kind};
 
+use super::redacted::Redacted;
 use super::streams::Streams;
 use super::{Msg, Observed, Shared, TapConfig, TapSummary, lifecycle};
 use crate::log::Log;
@@ -29,6 +31,8 @@ pub(super) struct Worker {
     annotator: Annotator,
     streams: Streams,
     rules: RedactionRules,
+    /// Header rules and hashes already worked out.
+    redacted: Redacted,
     seqs: HashMap<Arc<str>, u64>,
     shared: Arc<Shared>,
     flush_interval: Duration,
@@ -63,6 +67,7 @@ impl Worker {
             annotator: Annotator::new(),
             streams: Streams::default(),
             rules: config.rules,
+            redacted: Redacted::new(),
             seqs: HashMap::new(),
             shared,
             flush_interval: config.flush_interval,
@@ -356,11 +361,12 @@ impl Worker {
         f.stream_id = obs.stream_id;
         f.ts_ns = obs.ts_ns;
         f.t_ns = obs.t_ns;
-        f.http = obs.http.map(|h| h.meta(obs.direction, &self.rules));
+        f.http = obs.http.map(|h| h.meta(obs.direction, &self.rules, &mut self.redacted));
         f.protocol_version = obs.protocol_version;
-        f.mcp_session = obs
-            .mcp_session
-            .map(|s| self.rules.header_value("mcp-session-id", &s).into_owned());
+        f.mcp_session = obs.mcp_session.map(|s| {
+            self.redacted
+                .header(&self.rules, &HeaderName::from_static("mcp-session-id"), &s)
+        });
         // One scan of the payload classifies and redacts it.
         self.annotator.annotate_and_redact(&mut f, &self.rules);
         if let Some(m) = obs.lifecycle {

@@ -1163,6 +1163,62 @@ fn a_client_connection_keeps_one_upstream_connection_and_gets_a_new_one_when_the
 }
 
 #[test]
+fn chunked_close_delimited_and_early_hinted_answers_reach_the_client_whole_and_are_recorded() {
+    // The upstream frames each answer differently, as RFC 9112 lets it: chunked (with a chunk extension, a trailer
+    // and the chunks written apart) after a 103, or delimited by closing the connection.
+    let up = raw_upstream(|req, mut s| {
+        let body = String::from_utf8_lossy(&req.body).into_owned();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let id = v["id"].as_u64().unwrap();
+        let answer = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":[],"framing":{}}}}}"#,
+            v["params"]["framing"]
+        );
+        if v["params"]["framing"] == "chunked" {
+            s.write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+                .unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .unwrap();
+            let (a, b) = answer.split_at(answer.len() / 3);
+            for part in [a, b] {
+                s.write_all(format!("{:x};ext=1\r\n{part}\r\n", part.len()).as_bytes())
+                    .unwrap();
+                s.flush().unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            s.write_all(b"0\r\nx-trailer: t\r\n\r\n").unwrap();
+        } else {
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n";
+            s.write_all(head.as_bytes()).unwrap();
+            s.write_all(answer.as_bytes()).unwrap();
+            // Closing the connection ends the body.
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let tap = TapProc::start(dir.path(), &format!("http://{up}/mcp"), &[]);
+    let mut sent = Vec::new();
+    for (id, framing) in [(1, "chunked"), (2, "close"), (3, "chunked")] {
+        let req = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list","params":{{"framing":"{framing}"}}}}"#);
+        let r = post_json(tap.addr, "/mcp", &[], &req);
+        assert_eq!(r.status, 200, "{framing}: {}", String::from_utf8_lossy(&r.body));
+        let want = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"tools":[],"framing":"{framing}"}}}}"#);
+        assert_eq!(
+            String::from_utf8_lossy(&r.body),
+            want,
+            "{framing}: the body arrives whole and unchanged"
+        );
+        sent.push(want);
+    }
+    tap.stop();
+    let recorded: Vec<String> = frames(dir.path())
+        .iter()
+        .filter(|f| f.kind == Kind::Response && f.method.as_deref() == Some("tools/list"))
+        .map(|f| String::from_utf8_lossy(&f.payload).into_owned())
+        .collect();
+    assert_eq!(recorded, sent, "each answer is one frame with the body's bytes");
+}
+
+#[test]
 fn status_codes_error_bodies_and_end_to_end_headers_pass_unchanged_and_hop_by_hop_ones_do_not() {
     let up = raw_upstream(|req, s| {
         let names: Vec<&str> = req.headers.iter().map(|(n, _)| n.as_str()).collect();

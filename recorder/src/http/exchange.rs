@@ -10,6 +10,9 @@ use mcptape_datasets::{Direction, Transport};
 use super::session::{Open, Session, Sessions};
 use crate::tap::{HttpObserved, HttpRequestMeta, HttpResponseMeta, Observed};
 
+/// Payloads up to this size are copied when handed to the tap (see `Exchange::observed`).
+const COPY_UP_TO: usize = 4096;
+
 /// One POST/GET/DELETE exchange (or one WebSocket connection): a stream of a session.
 #[derive(Debug)]
 pub(crate) struct Exchange {
@@ -52,6 +55,14 @@ impl Exchange {
         payload: Bytes,
         http: Option<HttpObserved>,
     ) -> Observed {
+        // A small payload is copied for the tap: it is usually a slice of a connection's read buffer, and the writer
+        // keeps frames until its next flush (up to the flush interval). Holding the buffer that long made each
+        // connection allocate a fresh one for every exchange, and the allocator return them to the OS in bursts.
+        let payload = if payload.len() <= COPY_UP_TO {
+            Bytes::copy_from_slice(&payload)
+        } else {
+            payload
+        };
         Observed {
             session: self.open.session.id.clone(),
             stream_id: self.stream_id,

@@ -1219,6 +1219,69 @@ fn chunked_close_delimited_and_early_hinted_answers_reach_the_client_whole_and_a
 }
 
 #[test]
+fn a_malformed_or_broken_off_upstream_answer_is_a_502_or_a_cut_connection_recorded_and_the_tap_keeps_serving() {
+    let up = raw_upstream(|req, mut s| {
+        let v: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        match v["params"]["mode"].as_str().unwrap() {
+            "garbage" => s.write_all(b"SMTP ready\r\n\r\n").unwrap(),
+            "silent" => {} // closes without a word
+            "cut" => {
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n";
+                s.write_all(head.as_bytes()).unwrap();
+                s.write_all(br#"{"jsonrpc""#).unwrap();
+            }
+            _ => reply_json(s, &[], r#"{"jsonrpc":"2.0","id":4,"result":{}}"#),
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let tap = TapProc::start(dir.path(), &format!("http://{up}/mcp"), &[]);
+    let call = |id: u32, mode: &str| {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list","params":{{"mode":"{mode}"}}}}"#);
+        post_json(tap.addr, "/mcp", &[], &body)
+    };
+    for (id, mode, why) in [
+        (1, "garbage", "malformed response head"),
+        (2, "silent", "closed the connection before answering"),
+    ] {
+        let r = call(id, mode);
+        assert_eq!(r.status, 502, "{mode}");
+        let v = r.json();
+        assert_eq!(v["id"], id, "{mode}: the error answers the request");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.starts_with("mcptape: upstream unreachable: ") && msg.contains(why),
+            "{mode}: {msg}"
+        );
+    }
+    let r = call(3, "cut");
+    assert_eq!(r.status, 200, "the head had come through");
+    assert_eq!(
+        r.body, br#"{"jsonrpc""#,
+        "the client gets what came, then the connection is cut"
+    );
+    let r = call(4, "ok");
+    assert_eq!(
+        (r.status, r.json()["id"].clone()),
+        (200, serde_json::json!(4)),
+        "the tap keeps serving"
+    );
+    tap.stop();
+
+    let frames = frames(dir.path());
+    let errors: Vec<_> = frames
+        .iter()
+        .filter(|f| f.kind == Kind::Error && f.http.as_ref().and_then(|h| h.status) == Some(502))
+        .map(|f| f.rpc_id.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(errors, ["1", "2"], "both 502 answers are recorded");
+    assert!(
+        frames.iter().any(|f| f.method.as_deref() == Some("mcptape/eof")
+            && String::from_utf8_lossy(&f.payload).contains(r#""end":"error""#)),
+        "the broken-off body is recorded as ending in an error"
+    );
+}
+
+#[test]
 fn status_codes_error_bodies_and_end_to_end_headers_pass_unchanged_and_hop_by_hop_ones_do_not() {
     let up = raw_upstream(|req, s| {
         let names: Vec<&str> = req.headers.iter().map(|(n, _)| n.as_str()).collect();

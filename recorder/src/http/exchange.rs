@@ -26,13 +26,13 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
-    pub fn new(sessions: Arc<Sessions>, open: Open, request: HttpRequestMeta) -> Exchange {
+    pub fn new(sessions: Arc<Sessions>, open: Open, request: impl Into<Arc<HttpRequestMeta>>) -> Exchange {
         let stream_id = open.session.next_stream();
         Exchange {
             sessions,
             open,
             stream_id,
-            request: Arc::new(request),
+            request: request.into(),
             response: std::sync::OnceLock::new(),
             assigned_mcp_session: None,
         }

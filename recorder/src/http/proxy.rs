@@ -190,14 +190,16 @@ async fn forward(
     let (mut parts, body) = req.into_parts();
     let path_q = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     strip_hop_by_hop(&mut parts.headers);
-    let request = HttpRequestMeta {
+    // The request's head is shared by the exchange, its frames and the upstream request: no copy of its headers.
+    let request = Arc::new(HttpRequestMeta {
         method: parts.method.as_str().to_string(),
         path: recorded_path(&path_q, &hub.rules),
         content_type: text(&parts.headers, header::CONTENT_TYPE).map(str::to_string),
-        headers: parts.headers.clone(),
         mcp_session: text(&parts.headers, MCP_SESSION_ID).map(str::to_string),
         protocol_version: text(&parts.headers, MCP_PROTOCOL_VERSION).map(str::to_string),
-    };
+        headers: std::mem::take(&mut parts.headers),
+    });
+    let headers = &request.headers;
     let limits = &hub.limits;
     let body = match read_body(body, limits.max_body, limits.idle_timeout).await {
         Ok(b) => b,
@@ -222,7 +224,7 @@ async fn forward(
             let at = (Instant::now(), mcptape_datasets::human::now_ns());
             let open = match &request.mcp_session {
                 Some(id) => hub.sessions.mcp(id, at.0),
-                None => client_group(&hub, peer, &parts.headers, at.0),
+                None => client_group(&hub, peer, headers, at.0),
             };
             let ex = Exchange::new(hub.sessions.clone(), open, request);
             record_request(&ex, &Bytes::new(), at);
@@ -254,12 +256,11 @@ async fn forward(
     } else if initialize || (get && body.is_empty()) {
         None
     } else {
-        Some(client_group(&hub, peer, &parts.headers, at.0))
+        Some(client_group(&hub, peer, headers, at.0))
     };
     let decided = open.is_some();
-    let mut pending = Some(request);
     let mut ex: Option<Exchange> = open.map(|o| {
-        let e = Exchange::new(hub.sessions.clone(), o, pending.take().unwrap_or_default());
+        let e = Exchange::new(hub.sessions.clone(), o, request.clone());
         record_request(&e, &body, at);
         e
     });
@@ -270,8 +271,8 @@ async fn forward(
             let ex = ex.unwrap_or_else(|| {
                 let e = Exchange::new(
                     hub.sessions.clone(),
-                    client_group(&hub, peer, &parts.headers, at.0),
-                    pending.take().unwrap_or_default(),
+                    client_group(&hub, peer, headers, at.0),
+                    request.clone(),
                 );
                 record_request(&e, &body, at);
                 e
@@ -287,7 +288,7 @@ async fn forward(
             limits.connect_timeout,
             &parts.method,
             target,
-            &parts.headers,
+            headers,
             &body,
         )
         .await;
@@ -297,8 +298,8 @@ async fn forward(
             let ex = ex.unwrap_or_else(|| {
                 let e = Exchange::new(
                     hub.sessions.clone(),
-                    client_group(&hub, peer, &parts.headers, at.0),
-                    pending.take().unwrap_or_default(),
+                    client_group(&hub, peer, headers, at.0),
+                    request.clone(),
                 );
                 record_request(&e, &body, at);
                 e
@@ -327,9 +328,9 @@ async fn forward(
             let o = match &resp_session {
                 Some(id) => hub.sessions.mcp(id, at.0),
                 None if legacy => hub.sessions.legacy(at.0),
-                None => client_group(&hub, peer, &parts.headers, at.0),
+                None => client_group(&hub, peer, headers, at.0),
             };
-            let mut e = Exchange::new(hub.sessions.clone(), o, pending.take().unwrap_or_default());
+            let mut e = Exchange::new(hub.sessions.clone(), o, request.clone());
             e.assigned_mcp_session = resp_session.clone();
             record_request(&e, &body, at);
             e

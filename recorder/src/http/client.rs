@@ -22,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Version};
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::chunked::{Chunked, Decoded};
 use super::headers::VIA;
@@ -96,6 +96,40 @@ impl Conn {
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
     }
 
+    /// Writes a request, reading at the same time: an upstream may answer before it has read all of a large body
+    /// (a 413, say) and stop reading it, and a write that waited alone would then never end. Returns false when an
+    /// answer began to arrive before the request was all written; the rest is not sent.
+    async fn write_request(&mut self, wire: &[u8]) -> io::Result<bool> {
+        let mut written = 0;
+        let complete = std::future::poll_fn(|cx| {
+            while written < wire.len() {
+                match Pin::new(&mut self.io).poll_write(cx, &wire[written..]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => written += n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    // The upstream is not taking more: has it answered?
+                    Poll::Pending => {
+                        return match self.poll_fill(cx) {
+                            Poll::Ready(Ok(0)) => Poll::Ready(Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                "the upstream closed the connection while the request was being sent",
+                            ))),
+                            Poll::Ready(Ok(_)) => Poll::Ready(Ok(false)),
+                            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                            Poll::Pending => Poll::Pending,
+                        };
+                    }
+                }
+            }
+            Poll::Ready(Ok(true))
+        })
+        .await?;
+        if complete {
+            self.io.flush().await?;
+        }
+        Ok(complete)
+    }
+
     async fn fill(&mut self) -> io::Result<usize> {
         std::future::poll_fn(|cx| self.poll_fill(cx)).await
     }
@@ -129,21 +163,16 @@ impl UpstreamConn {
             Some(c) => c,
             None => open(upstream, connect_timeout).await?,
         };
-        loop {
-            let written = async {
-                conn.io.write_all(&wire).await?;
-                conn.io.flush().await
-            }
-            .await;
-            match written {
-                Ok(()) => break,
+        let complete = loop {
+            match conn.write_request(&wire).await {
+                Ok(complete) => break complete,
                 Err(_) if reused => {
                     conn = open(upstream, connect_timeout).await?;
                     reused = false;
                 }
                 Err(e) => return Err(SendError::Exchange(e)),
             }
-        }
+        };
         let head = loop {
             match parse_head(&mut conn.buf, method).map_err(SendError::Exchange)? {
                 // 1xx answers (103 Early Hints and the like) are not forwarded: the final one follows.
@@ -162,7 +191,8 @@ impl UpstreamConn {
                 Err(e) => return Err(SendError::Exchange(e)),
             }
         };
-        let body = UpstreamBody::new(conn, head.framing, head.keep_alive, self.clone());
+        // An answer that came before the whole request went out leaves the connection out of step.
+        let body = UpstreamBody::new(conn, head.framing, head.keep_alive && complete, self.clone());
         Ok(Response::from_parts(head.parts, body))
     }
 

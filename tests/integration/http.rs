@@ -1338,6 +1338,49 @@ fn an_upstream_that_answers_before_reading_a_large_body_gets_its_answer_through(
 }
 
 #[test]
+fn an_unasked_100_continue_during_a_large_body_does_not_stop_the_body() {
+    // The upstream sends `100 Continue` (which the tap did not ask for) as soon as it has the head, then reads the
+    // whole 12 MB body and answers with its length: the interim answer must not make the tap stop sending.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap();
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).unwrap();
+        let answer = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"bytes":{len}}}}}"#);
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        s.write_all(reply.as_bytes()).unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let tap = TapProc::start(dir.path(), &format!("http://{upstream}/mcp"), &[]);
+    let blob = "x".repeat(12 << 20);
+    let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"blob":"{blob}"}}}}"#);
+    let r = post_json(tap.addr, "/mcp", &[], &body);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json()["result"]["bytes"],
+        body.len(),
+        "the upstream got the whole body"
+    );
+    tap.stop();
+}
+
+#[test]
 fn status_codes_error_bodies_and_end_to_end_headers_pass_unchanged_and_hop_by_hop_ones_do_not() {
     let up = raw_upstream(|req, s| {
         let names: Vec<&str> = req.headers.iter().map(|(n, _)| n.as_str()).collect();

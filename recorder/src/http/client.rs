@@ -114,7 +114,10 @@ impl Conn {
                                 io::ErrorKind::UnexpectedEof,
                                 "the upstream closed the connection while the request was being sent",
                             ))),
-                            Poll::Ready(Ok(_)) => Poll::Ready(Ok(false)),
+                            // A final answer has begun: stop sending. An interim one (`100 Continue`, sent
+                            // unasked) or a status line not yet whole: keep writing.
+                            Poll::Ready(Ok(_)) if self.buf.len() >= 10 && self.buf[9] != b'1' => Poll::Ready(Ok(false)),
+                            Poll::Ready(Ok(_)) => continue,
                             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                             Poll::Pending => Poll::Pending,
                         };
@@ -142,10 +145,11 @@ pub(crate) struct UpstreamConn {
 }
 
 impl UpstreamConn {
-    /// Sends a request (`target` in origin form, `Host` among `headers`, the whole body) and returns the answer's
-    /// head with a body that reads the rest. A request that a kept connection could not send at all (the upstream
-    /// closed it while idle) is sent once more on a new connection, as a pool would; one that was sent is not
-    /// (it may have been acted on).
+    /// Sends a request (`target` in origin form; the client's end-to-end `headers`, which get the upstream's `Host`
+    /// and the tap's `Via`; the whole body) and returns the answer's head with a body that reads the rest. A request
+    /// whose writing fails on a kept connection (the upstream closed it while idle) is sent once more on a new
+    /// connection, as a pool would; one that was written is not, even if its answer then fails (it may have been
+    /// acted on).
     pub async fn send(
         self: &Arc<Self>,
         upstream: &Upstream,

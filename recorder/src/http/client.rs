@@ -25,7 +25,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::chunked::{Chunked, Decoded};
-use super::headers::VIA;
+use super::headers::via_with_tap;
 use super::upstream::{Io, Upstream};
 
 /// Header fields accepted in a response head (hyper's client allows as many).
@@ -236,26 +236,13 @@ pub(crate) fn encode_request(
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     };
-    let mut vias = 0;
     for (name, value) in headers {
-        if name == header::VIA {
-            vias += 1;
-        } else if name != header::HOST && name != header::CONTENT_LENGTH && name != header::EXPECT {
+        if name != header::HOST && name != header::CONTENT_LENGTH && name != header::EXPECT && name != header::VIA {
             line(name.as_str().as_bytes(), value.as_bytes());
         }
     }
     line(b"host", host.as_bytes());
-    if vias == 0 {
-        line(b"via", VIA.as_bytes());
-    } else {
-        let mut via = Vec::new();
-        for v in headers.get_all(header::VIA) {
-            via.extend_from_slice(v.as_bytes());
-            via.extend_from_slice(b", ");
-        }
-        via.extend_from_slice(VIA.as_bytes());
-        line(b"via", &via);
-    }
+    line(b"via", &via_with_tap(headers));
     let bodiless = matches!(
         *method,
         Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS | Method::CONNECT | Method::TRACE

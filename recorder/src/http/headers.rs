@@ -1,6 +1,8 @@
 //! Header handling as a proxy must do it (RFC 9110 §7.6): hop-by-hop fields are the tap's own business and are
 //! not forwarded; everything else passes through unchanged, and each forwarded message gets a `Via` entry.
 
+use std::borrow::Cow;
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use mcptape_datasets::redact::{REDACTED, RedactionRules};
 
@@ -21,7 +23,7 @@ pub(crate) const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-sessi
 pub(crate) const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
 /// What the tap adds to `Via`.
-pub(crate) const VIA: &str = "1.1 mcptape";
+const VIA: &str = "1.1 mcptape";
 
 /// Removes the hop-by-hop fields: the fixed ones and those that `Connection` names.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -48,11 +50,26 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// `Via` with the tap added: the message's own entries, all of them and in order, then [`VIA`] (RFC 9110 §7.6.3).
+/// The request side writes it straight into the upstream request; [`add_via`] puts it into a header map.
+pub(crate) fn via_with_tap(headers: &HeaderMap) -> Cow<'static, [u8]> {
+    if !headers.contains_key(header::VIA) {
+        return Cow::Borrowed(VIA.as_bytes());
+    }
+    let mut via = Vec::new();
+    for v in headers.get_all(header::VIA) {
+        via.extend_from_slice(v.as_bytes());
+        via.extend_from_slice(b", ");
+    }
+    via.extend_from_slice(VIA.as_bytes());
+    Cow::Owned(via)
+}
+
 /// Appends the tap to `Via`.
 pub(crate) fn add_via(headers: &mut HeaderMap) {
-    let value = match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
-        Some(v) => HeaderValue::from_str(&format!("{v}, {VIA}")),
-        None => Ok(HeaderValue::from_static(VIA)),
+    let value = match via_with_tap(headers) {
+        Cow::Borrowed(_) => Ok(HeaderValue::from_static(VIA)),
+        Cow::Owned(v) => HeaderValue::from_bytes(&v),
     };
     if let Ok(v) = value {
         headers.insert(header::VIA, v);
@@ -122,6 +139,14 @@ mod tests {
         names.sort_unstable();
         assert_eq!(names, ["authorization", "mcp-session-id", "via"]);
         assert_eq!(h["via"], "1.0 fred, 1.1 mcptape");
+        let mut h = HeaderMap::new();
+        h.append(header::VIA, HeaderValue::from_static("1.0 a"));
+        h.append(header::VIA, HeaderValue::from_static("1.1 b"));
+        add_via(&mut h);
+        assert_eq!(
+            h.get_all(header::VIA).iter().collect::<Vec<_>>(),
+            ["1.0 a, 1.1 b, 1.1 mcptape"]
+        );
     }
 
     #[test]

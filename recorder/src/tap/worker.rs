@@ -9,7 +9,6 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::HeaderName;
 use mcptape_datasets::annotate::Annotator;
 use mcptape_datasets::redact::RedactionRules;
 use mcptape_datasets::{CaptureWriter, Frame, Kind};
@@ -17,6 +16,7 @@ use mcptape_datasets::{CaptureWriter, Frame, Kind};
 use super::redacted::Redacted;
 use super::streams::Streams;
 use super::{Msg, Observed, Shared, TapConfig, TapSummary, lifecycle};
+use crate::http::headers::MCP_SESSION_ID;
 use crate::log::Log;
 use crate::metrics::Metrics;
 use crate::rotation::Rotation;
@@ -363,10 +363,9 @@ impl Worker {
         f.t_ns = obs.t_ns;
         f.http = obs.http.map(|h| h.meta(obs.direction, &self.rules, &mut self.redacted));
         f.protocol_version = obs.protocol_version;
-        f.mcp_session = obs.mcp_session.map(|s| {
-            self.redacted
-                .header(&self.rules, &HeaderName::from_static("mcp-session-id"), &s)
-        });
+        f.mcp_session = obs
+            .mcp_session
+            .map(|s| self.redacted.header(&self.rules, &MCP_SESSION_ID, &s));
         // One scan of the payload classifies and redacts it.
         self.annotator.annotate_and_redact(&mut f, &self.rules);
         if let Some(m) = obs.lifecycle {

@@ -1300,6 +1300,22 @@ fn a_malformed_or_broken_off_upstream_answer_is_a_502_or_a_cut_connection_record
     );
 }
 
+/// Reads a request's head byte by byte and nothing after it (an upstream that has not read the body yet).
+fn read_head_only(s: &mut TcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+    head
+}
+
+/// A `tools/call` of 12 MB: more than loopback's socket buffers hold, so writing it waits for the upstream to read.
+fn twelve_mb_call() -> String {
+    let blob = "x".repeat(12 << 20);
+    format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"blob":"{blob}"}}}}"#)
+}
+
 #[test]
 fn an_upstream_that_answers_before_reading_a_large_body_gets_its_answer_through() {
     // The upstream reads the request's head only, answers 413 and stops reading (keeping the connection open for
@@ -1309,11 +1325,7 @@ fn an_upstream_that_answers_before_reading_a_large_body_gets_its_answer_through(
     let refusal = r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32600,"message":"too large"}}"#;
     std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
-            head.push(byte[0]);
-        }
+        read_head_only(&mut s);
         let answer = format!(
             "HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{refusal}",
             refusal.len()
@@ -1323,8 +1335,7 @@ fn an_upstream_that_answers_before_reading_a_large_body_gets_its_answer_through(
     });
     let dir = tempfile::tempdir().unwrap();
     let tap = TapProc::start(dir.path(), &format!("http://{upstream}/mcp"), &[]);
-    let blob = "x".repeat(12 << 20);
-    let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"blob":"{blob}"}}}}"#);
+    let body = twelve_mb_call();
     let r = post_json(tap.addr, "/mcp", &[], &body);
     assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(String::from_utf8_lossy(&r.body), refusal);
@@ -1345,11 +1356,7 @@ fn an_unasked_100_continue_during_a_large_body_does_not_stop_the_body() {
     let upstream = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
-            head.push(byte[0]);
-        }
+        let head = read_head_only(&mut s);
         s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap();
         let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
         let len: usize = head
@@ -1368,8 +1375,7 @@ fn an_unasked_100_continue_during_a_large_body_does_not_stop_the_body() {
     });
     let dir = tempfile::tempdir().unwrap();
     let tap = TapProc::start(dir.path(), &format!("http://{upstream}/mcp"), &[]);
-    let blob = "x".repeat(12 << 20);
-    let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"blob":"{blob}"}}}}"#);
+    let body = twelve_mb_call();
     let r = post_json(tap.addr, "/mcp", &[], &body);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(

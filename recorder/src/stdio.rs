@@ -24,7 +24,7 @@ use crate::log::Log;
 use crate::tap::streams::ChunkLoss;
 use crate::tap::{SessionTap, lifecycle};
 
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = crate::tap::READ_BUFFER;
 
 /// Why the child could not be started; maps to the shell's exit codes (127 not found, 126 not executable).
 #[derive(Debug, thiserror::Error)]
@@ -344,14 +344,28 @@ pub(crate) fn pump(
     max_frame: usize,
     eof: &'static [u8],
 ) {
+    let kept = tap.kept();
     let mut buf = vec![0u8; CHUNK];
     let mut loss = ChunkLoss::default();
     let mut open = true;
     while let Some(n) = read_some(&mut from, &mut buf) {
-        let read = &buf[..n];
-        if tap.kept() {
-            tap.observe_chunk(dir, Bytes::copy_from_slice(read), max_frame, &mut loss);
-        }
+        let handed;
+        let read: &[u8] = if kept {
+            // A large read goes to the tap whole and the next read into a buffer the writer prepared (see
+            // `tap/read_buffers.rs`). A small one is copied: a queued chunk pins at most a third more memory than
+            // the bytes the queue limit counts.
+            handed = if n >= CHUNK / 4 * 3 {
+                let mut whole = std::mem::replace(&mut buf, tap.tap.read_buffer());
+                whole.truncate(n);
+                Bytes::from(whole)
+            } else {
+                Bytes::copy_from_slice(&buf[..n])
+            };
+            tap.observe_chunk(dir, handed.clone(), max_frame, &mut loss);
+            &handed
+        } else {
+            &buf[..n]
+        };
         if open && to.write_all(read).and_then(|()| to.flush()).is_err() {
             open = false;
         }

@@ -24,10 +24,13 @@ use crate::sample::Sampler;
 use crate::sink::SinkHandle;
 use redacted::Redacted;
 
+mod read_buffers;
 mod redacted;
 mod session_tap;
 pub mod streams;
 mod worker;
+pub use read_buffers::READ_BUFFER;
+use read_buffers::ReadBuffers;
 pub use session_tap::SessionTap;
 use streams::Chunk;
 use worker::Worker;
@@ -230,6 +233,8 @@ struct Shared {
     sampled_out: AtomicU64,
     sample: Sampler,
     metrics: Arc<Metrics>,
+    /// Prepared by the writer for the byte-stream relays.
+    read_buffers: ReadBuffers,
 }
 
 /// The handle adapters use to hand frames to the tap. Cheap to clone; never blocks unless `lossless`.
@@ -309,6 +314,7 @@ impl Tap {
             sampled_out: AtomicU64::new(0),
             sample: config.sample,
             metrics: config.metrics.clone(),
+            read_buffers: ReadBuffers::default(),
         });
         let dir = config.writer.dir.clone();
         let poll = config.poll_writer;
@@ -336,6 +342,13 @@ impl Tap {
     /// Monotonic ns since the tap started (adapters use it for `t_ns` baselines).
     pub fn now_ns(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A buffer of [`READ_BUFFER`] bytes for a byte-stream relay to read into, prepared by the writer when it can
+    /// be (see `tap/read_buffers.rs`). A relay hands a large read to [`SessionTap::observe_chunk`] whole and takes
+    /// another.
+    pub fn read_buffer(&self) -> Vec<u8> {
+        self.shared.read_buffers.take()
     }
 
     /// Hands a frame to the writer: drops and counts it when the queue is full, unless `lossless`.

@@ -110,6 +110,7 @@ impl Worker {
                             pending = false;
                         } else if pending && now.duration_since(last) >= self.idle_flush {
                             self.flush();
+                            self.shared.read_buffers.trim();
                             pending = false;
                         }
                         std::thread::park_timeout(tick);
@@ -130,7 +131,9 @@ impl Worker {
                             self.rotate();
                             self.next_rotation = self.rotation.next_due(std::time::SystemTime::now(), Instant::now());
                         } else {
+                            // Traffic paused: flush, and free the relays' spare buffers.
                             self.flush();
+                            self.shared.read_buffers.trim();
                         }
                         pending = false;
                         continue;
@@ -198,6 +201,8 @@ impl Worker {
                 // A chunk may hold many messages: rotation by size is checked after each.
                 streams.push(*chunk, &mut |o| {
                     self.frame(o);
+                    // Between messages, so a relay in a burst finds buffers ready.
+                    self.shared.read_buffers.refill();
                     if self.journal_full() {
                         self.rotate();
                     }

@@ -934,6 +934,11 @@ fn stdio(ctx: &Ctx) -> anyhow::Result<Outcome> {
         name: "mcptape record --lossless".into(),
         argv: record(&["--lossless"]),
     });
+    // The tap's relay alone (nothing recorded): shows how much of the gap to socat is the capture.
+    chains.push(Chain {
+        name: "mcptape record --sample 0".into(),
+        argv: record(&["--sample", "0"]),
+    });
 
     let (rounds, per) = if ctx.runs < 5 { (2, 300) } else { (5, 2_000) };
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); chains.len()];

@@ -2,10 +2,11 @@
 //! child stderr through, and hand copies of everything to the tap.
 //!
 //! Each direction is a plain thread doing blocking reads and writes: the lowest latency a relay can have, and
-//! no runtime between the bytes and the pipe. A copy of each chunk read is queued for the tap (one clock read and
-//! one non-blocking send per read; the writer thread splits it into messages) just before it is written on: that
-//! keeps the tap's order causal (an answer is never queued before the request it answers, however fast the peer). Shutdown follows the MCP stdio transport: when the client closes stdin, close the
-//! child's stdin and wait; then SIGTERM; then SIGKILL.
+//! no runtime between the bytes and the pipe. Each chunk read is queued for the tap (one clock read and one
+//! non-blocking send per read; the writer thread splits it into messages) just before it is written on: that keeps
+//! the tap's order causal (an answer is never queued before the request it answers, however fast the peer).
+//! Shutdown follows the MCP stdio transport: when the client closes stdin, close the child's stdin and wait; then
+//! SIGTERM; then SIGKILL.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};

@@ -6,7 +6,7 @@
 //! batch and names the damaged tail.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
@@ -122,89 +122,192 @@ pub fn read_journal(bytes: &[u8]) -> JournalContents {
 
 /// [`read_journal`] without copying the bytes.
 pub fn read_journal_owned(bytes: Vec<u8>) -> JournalContents {
-    let total = bytes.len();
-    let mut decoder = StreamDecoder::new();
-    let mut buffer = Buffer::from_vec(bytes);
-    let mut batches = Vec::new();
-    let mut meta = None;
-    // Offset just past the last complete message.
-    let mut good = 0usize;
-    let mut damage = None;
-    loop {
-        let before = buffer.len();
-        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoder.decode(&mut buffer)));
-        match step {
-            Ok(Ok(Some(batch))) => {
-                if meta.is_none() {
-                    meta = decoder.schema().and_then(|s| {
-                        CaptureMeta::from_pairs(s.metadata().iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                    });
+    let mut reader = JournalReader::from_bytes(bytes);
+    let batches = reader.by_ref().collect();
+    let (meta, damage) = reader.finish();
+    JournalContents { meta, batches, damage }
+}
+
+/// Size of the reads [`JournalReader::open`] makes.
+const READ_CHUNK: usize = 1 << 20;
+
+/// A journal's batches one at a time, read as they are needed: finalizing a journal of gigabytes holds about one
+/// batch in memory, not the file. After the last batch, [`JournalReader::finish`] gives the metadata and says where
+/// and why the journal stopped being readable, as [`read_journal`] does. Never panics: a panic inside the decoder
+/// on hostile bytes is caught and reported as damage.
+pub struct JournalReader<R> {
+    source: R,
+    decoder: StreamDecoder,
+    /// Bytes read and not yet decoded.
+    buffer: Buffer,
+    /// Bytes read from `source` so far.
+    read: usize,
+    /// Offset just past the last complete message.
+    good: usize,
+    meta: Option<CaptureMeta>,
+    damage: Option<Damage>,
+    done: bool,
+}
+
+impl<R> std::fmt::Debug for JournalReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalReader")
+            .field("read", &self.read)
+            .field("good", &self.good)
+            .field("damage", &self.damage)
+            .finish()
+    }
+}
+
+impl JournalReader<File> {
+    /// Reads the journal at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        Ok(JournalReader::new(file))
+    }
+}
+
+impl JournalReader<std::io::Empty> {
+    /// Decodes bytes already in memory, without copying them.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        let mut reader = JournalReader::new(std::io::empty());
+        reader.read = bytes.len();
+        reader.buffer = Buffer::from_vec(bytes);
+        reader
+    }
+}
+
+impl<R: Read> JournalReader<R> {
+    /// Reads a journal from `source`.
+    pub fn new(source: R) -> Self {
+        JournalReader {
+            source,
+            decoder: StreamDecoder::new(),
+            buffer: Buffer::from_vec(Vec::<u8>::new()),
+            read: 0,
+            good: 0,
+            meta: None,
+            damage: None,
+            done: false,
+        }
+    }
+
+    /// The metadata from the journal's schema (when it was intact) and the damaged tail, if any. Reads what is left
+    /// of the source to count the bytes lost. Call once, after the last batch.
+    pub fn finish(&mut self) -> (Option<CaptureMeta>, Option<Damage>) {
+        while self.next().is_some() {}
+        let rest = std::io::copy(&mut self.source, &mut std::io::sink()).unwrap_or(0);
+        let total = self.read + usize::try_from(rest).unwrap_or(usize::MAX);
+        let mut damage = self.damage.take().map(|d| Damage {
+            lost_bytes: total - d.offset,
+            ..d
+        });
+        if damage.is_none() && self.decoder.schema().is_none() {
+            damage = Some(Damage {
+                offset: 0,
+                lost_bytes: total,
+                reason: "the journal ends before its first batch".into(),
+            });
+        } else if damage.is_none() && self.good < total {
+            damage = Some(Damage {
+                offset: self.good,
+                lost_bytes: total - self.good,
+                reason: "unexpected end".into(),
+            });
+        }
+        (self.meta.take(), damage)
+    }
+
+    /// Stops at `offset` for `reason` (the bytes lost are counted by [`JournalReader::finish`]).
+    fn damaged(&mut self, offset: usize, reason: String) {
+        self.damage = Some(Damage {
+            offset,
+            lost_bytes: 0,
+            reason,
+        });
+        self.done = true;
+    }
+
+    fn schema_meta(&self) -> Option<CaptureMeta> {
+        self.decoder
+            .schema()
+            .and_then(|s| CaptureMeta::from_pairs(s.metadata().iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+    }
+
+    /// Refills the buffer from the source: `Ok(false)` at its end.
+    fn refill(&mut self) -> std::io::Result<bool> {
+        let mut chunk = vec![0u8; READ_CHUNK];
+        loop {
+            match self.source.read(&mut chunk) {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    chunk.truncate(n);
+                    self.read += n;
+                    self.buffer = Buffer::from_vec(chunk);
+                    return Ok(true);
                 }
-                if let Err(e) = decoder.schema().map_or(Ok(()), |s| schema::check_compatible(&s)) {
-                    damage = Some(Damage {
-                        offset: 0,
-                        lost_bytes: total,
-                        reason: format!("not a capture journal: {e}"),
-                    });
-                    batches.clear();
-                    break;
-                }
-                batches.push(batch);
-                good = total - buffer.len();
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
-            Ok(Ok(None)) => {
-                // All input consumed. A complete schema message with no batch yet still counts as good.
-                if meta.is_none() {
-                    if let Some(s) = decoder.schema() {
-                        meta = CaptureMeta::from_pairs(s.metadata().iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+    }
+
+    /// Input ended: a complete schema message with no batch yet still counts as good.
+    fn end(&mut self) {
+        self.done = true;
+        if self.meta.is_none() {
+            self.meta = self.schema_meta();
+        }
+        match self.decoder.finish() {
+            Err(e) => self.damaged(self.good, e.to_string()),
+            Ok(()) => self.good = self.read,
+        }
+    }
+}
+
+impl<R: Read> Iterator for JournalReader<R> {
+    type Item = RecordBatch;
+
+    fn next(&mut self) -> Option<RecordBatch> {
+        while !self.done {
+            if self.buffer.is_empty() {
+                match self.refill() {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.end();
+                        break;
+                    }
+                    Err(e) => {
+                        // Never a quiet end: the caller would take a short read for the whole journal.
+                        self.damaged(self.good, format!("read error: {e}"));
+                        break;
                     }
                 }
-                if let Err(e) = decoder.finish() {
-                    damage = Some(Damage {
-                        offset: good,
-                        lost_bytes: total - good,
-                        reason: e.to_string(),
-                    });
-                } else {
-                    good = total;
+            }
+            let before = self.buffer.len();
+            let (decoder, buffer) = (&mut self.decoder, &mut self.buffer);
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoder.decode(buffer)));
+            match step {
+                Ok(Ok(Some(batch))) => {
+                    if self.meta.is_none() {
+                        self.meta = self.schema_meta();
+                    }
+                    if let Err(e) = self.decoder.schema().map_or(Ok(()), |s| schema::check_compatible(&s)) {
+                        // Found at the first batch, before any was handed out.
+                        self.damaged(0, format!("not a capture journal: {e}"));
+                        break;
+                    }
+                    self.good = self.read - self.buffer.len();
+                    return Some(batch);
                 }
-                break;
-            }
-            Ok(Err(e)) => {
-                damage = Some(Damage {
-                    offset: good,
-                    lost_bytes: total - good,
-                    reason: e.to_string(),
-                });
-                break;
-            }
-            Err(_) => {
-                damage = Some(Damage {
-                    offset: good,
-                    lost_bytes: total - good,
-                    reason: "decoder panicked".into(),
-                });
-                break;
+                Ok(Ok(None)) if self.buffer.is_empty() || self.buffer.len() < before => {}
+                Ok(Ok(None)) => self.damaged(self.good, "the decoder made no progress".into()),
+                Ok(Err(e)) => self.damaged(self.good, e.to_string()),
+                Err(_) => self.damaged(self.good, "decoder panicked".into()),
             }
         }
-        if buffer.len() == before && buffer.is_empty() {
-            break;
-        }
+        None
     }
-    if damage.is_none() && decoder.schema().is_none() {
-        damage = Some(Damage {
-            offset: 0,
-            lost_bytes: total,
-            reason: "the journal ends before its first batch".into(),
-        });
-    } else if damage.is_none() && good < total {
-        damage = Some(Damage {
-            offset: good,
-            lost_bytes: total - good,
-            reason: "unexpected end".into(),
-        });
-    }
-    JournalContents { meta, batches, damage }
 }
 
 /// Reads a journal file.

@@ -43,6 +43,16 @@ pub fn write_segment<'a>(
     meta: &CaptureMeta,
     batches: impl IntoIterator<Item = &'a RecordBatch>,
 ) -> Result<u64> {
+    write_segment_from(dest, meta, batches.into_iter().map(|b| Ok(b.clone())))
+}
+
+/// [`write_segment`] from batches produced as it goes (read from a journal): an `Err` among them abandons the
+/// segment, and nothing is left at `dest` or beside it.
+pub fn write_segment_from(
+    dest: &Path,
+    meta: &CaptureMeta,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
+) -> Result<u64> {
     let tmp = tmp_path(dest);
     let r = write_tmp_and_publish(&tmp, dest, meta, batches);
     if r.is_err() {
@@ -52,11 +62,11 @@ pub fn write_segment<'a>(
     r
 }
 
-fn write_tmp_and_publish<'a>(
+fn write_tmp_and_publish(
     tmp: &Path,
     dest: &Path,
     meta: &CaptureMeta,
-    batches: impl IntoIterator<Item = &'a RecordBatch>,
+    batches: impl IntoIterator<Item = Result<RecordBatch>>,
 ) -> Result<u64> {
     let tmp = tmp.to_path_buf();
     let file = fsx::create_private_file_truncate(&tmp).map_err(|e| Error::io(&tmp, e))?;
@@ -69,6 +79,7 @@ fn write_tmp_and_publish<'a>(
     .map_err(io)?;
     let mut rows = 0u64;
     for batch in batches {
+        let batch = batch?;
         rows += batch.num_rows() as u64;
         // Batches from an older journal may carry schema metadata; write them under the file schema.
         let batch =

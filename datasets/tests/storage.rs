@@ -260,3 +260,74 @@ fn bad_files_are_named_in_one_line_errors() {
     }
     // A Parquet file of another schema is refused too: see tests/integration/pyarrow.rs, which writes one.
 }
+
+/// Hands out at most the next of `sizes` bytes per read, in turn.
+struct Trickle<'a> {
+    bytes: &'a [u8],
+    sizes: Vec<usize>,
+    turn: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let size = self.sizes[self.turn % self.sizes.len()].max(1);
+        self.turn += 1;
+        let n = size.min(out.len()).min(self.bytes.len());
+        out[..n].copy_from_slice(&self.bytes[..n]);
+        self.bytes = &self.bytes[n..];
+        Ok(n)
+    }
+}
+
+fn four_batch_journal() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.journal");
+    let mut j = JournalWriter::create(&path, &CaptureMeta::new("stdio", "test")).unwrap();
+    for b in 0..4 {
+        j.append(&schema::to_batch(&sample(3 + b, &format!("s{b}")))).unwrap();
+    }
+    j.finish().unwrap();
+    std::fs::read(&path).unwrap()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Read piece by piece, as finalizing reads a journal, a journal (whole or cut anywhere) gives the same
+    /// batches, metadata and damage as decoded at once.
+    #[test]
+    fn a_journal_read_in_pieces_decodes_as_it_does_whole(
+        cut in proptest::prelude::any::<proptest::sample::Index>(),
+        whole in proptest::prelude::any::<bool>(),
+        sizes in proptest::collection::vec(1usize..700, 1..6),
+    ) {
+        use mcptape_datasets::journal::JournalReader;
+        let bytes = four_batch_journal();
+        let cut = if whole { bytes.len() } else { cut.index(bytes.len()) };
+        let expected = read_journal(&bytes[..cut]);
+        let mut reader = JournalReader::new(Trickle { bytes: &bytes[..cut], sizes, turn: 0 });
+        let batches: Vec<_> = reader.by_ref().collect();
+        let (meta, damage) = reader.finish();
+        proptest::prop_assert_eq!(&batches, &expected.batches);
+        proptest::prop_assert_eq!(meta.map(|m| m.to_pairs()), expected.meta.map(|m| m.to_pairs()));
+        proptest::prop_assert_eq!(damage, expected.damage);
+    }
+}
+
+#[test]
+fn finalizing_a_damaged_journal_fails_and_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal_path = dir.path().join("d.journal");
+    let bytes = four_batch_journal();
+    // Cut inside the last batch (the end-of-stream marker and 12 bytes of the batch go).
+    std::fs::write(&journal_path, &bytes[..bytes.len() - 20]).unwrap();
+    let seg = dir.path().join("d.parquet");
+    let err = writer::finalize_journal(&journal_path, &seg, &CaptureMeta::new("stdio", "test")).unwrap_err();
+    assert!(err.to_string().contains("d.journal"), "{err}");
+    assert!(journal_path.exists(), "the journal must stay for `dataset recover`");
+    assert!(!seg.exists(), "no segment from a damaged journal");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "no temporary file left: {leftovers:?}");
+}

@@ -26,6 +26,7 @@ use redacted::Redacted;
 
 mod read_buffers;
 mod redacted;
+mod seqs;
 mod session_tap;
 pub mod streams;
 mod worker;

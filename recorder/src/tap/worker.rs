@@ -1,7 +1,6 @@
 //! The writer thread behind the tap's queue: frames NDJSON streams, classifies, correlates and redacts each
 //! message, appends it to the capture, flushes the journal on time, rotates segments and applies retention.
 
-use foldhash::{HashMap, HashMapExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,6 +13,7 @@ use mcptape_datasets::redact::RedactionRules;
 use mcptape_datasets::{CaptureWriter, Frame, Kind};
 
 use super::redacted::Redacted;
+use super::seqs::Seqs;
 use super::streams::Streams;
 use super::{Msg, Observed, Shared, TapConfig, TapSummary, lifecycle};
 use crate::http::headers::MCP_SESSION_ID;
@@ -33,7 +33,7 @@ pub(super) struct Worker {
     rules: RedactionRules,
     /// Header rules and hashes already worked out.
     redacted: Redacted,
-    seqs: HashMap<Arc<str>, u64>,
+    seqs: Seqs,
     shared: Arc<Shared>,
     flush_interval: Duration,
     idle_flush: Duration,
@@ -68,7 +68,7 @@ impl Worker {
             streams: Streams::default(),
             rules: config.rules,
             redacted: Redacted::new(),
-            seqs: HashMap::new(),
+            seqs: Seqs::default(),
             shared,
             flush_interval: config.flush_interval,
             idle_flush: config.idle_flush,
@@ -215,7 +215,7 @@ impl Worker {
                 streams.finish_all(Some(&s), &mut |o| self.frame(o));
                 self.streams = streams;
                 self.annotator.end_session(&s);
-                self.seqs.remove(&s);
+                self.seqs.end(&s);
             }
             Msg::Close => return false,
             Msg::Rotate => {
@@ -329,10 +329,7 @@ impl Worker {
     }
 
     fn next_seq(&mut self, session: &Arc<str>) -> u64 {
-        let seq = self.seqs.entry(session.clone()).or_insert(0);
-        let s = *seq;
-        *seq += 1;
-        s
+        self.seqs.next(session)
     }
 
     fn gap(&mut self, next: &Observed, dropped: u64) {

@@ -359,11 +359,13 @@ impl CaptureWriter {
         let meta = self.segment_meta();
         let mut first = Ok(());
         for (journal_path, dest) in std::mem::take(&mut self.damaged) {
-            let r = journal::read_journal_file(&journal_path).and_then(|c| {
-                if c.batches.is_empty() {
+            // Its complete batches, read as they are written out; the damaged tail is what the write error cut.
+            let r = journal::JournalReader::open(&journal_path).and_then(|mut reader| {
+                let mut batches = reader.by_ref().peekable();
+                if batches.peek().is_none() {
                     return Ok(0);
                 }
-                segment::write_segment(&dest, &meta, &c.batches)
+                segment::write_segment_from(&dest, &meta, batches.map(Ok))
             });
             match r {
                 Ok(rows) => {

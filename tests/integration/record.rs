@@ -22,6 +22,30 @@ fn stream_of(frames: &[Frame], dir: Direction) -> Vec<u8> {
     parts.join(&b'\n')
 }
 
+/// Streams `input` through `mcptape record --lossless -- cat` into `out` and checks that stdout and each
+/// direction's capture carry it byte for byte (recorded messages rejoined with newlines are the stream without a
+/// final newline). Returns the frames and the recorder's stderr.
+fn echoed_byte_for_byte(out: &std::path::Path, input: &[u8]) -> (Vec<Frame>, String) {
+    let (status, stdout, stderr) = record(&["--out", out.to_str().unwrap(), "--lossless"], &["cat"], input);
+    assert!(status.success(), "{stderr}");
+    // stdout carries only the child's bytes: cat's echo, exactly.
+    assert!(
+        stdout == input,
+        "relay changed the bytes ({} vs {} bytes)",
+        stdout.len(),
+        input.len()
+    );
+    let frames = frames_in(out);
+    let lines = input.strip_suffix(b"\n").unwrap_or(input);
+    for dir in [Direction::C2s, Direction::S2c] {
+        assert!(
+            stream_of(&frames, dir) == lines,
+            "{dir:?} capture differs from the stream"
+        );
+    }
+    (frames, stderr)
+}
+
 /// Runs `mcptape record ARGS -- CMD` with `input` on stdin; returns (status, stdout, stderr).
 fn record(args: &[&str], cmd: &[&str], input: &[u8]) -> (std::process::ExitStatus, Vec<u8>, String) {
     let mut child = mcptape()
@@ -64,23 +88,7 @@ fn a_burst_of_distinct_messages_is_relayed_and_recorded_byte_for_byte() {
         );
         n += 1;
     }
-    let (status, stdout, stderr) = record(&["--out", out.to_str().unwrap(), "--lossless"], &["cat"], &input);
-    assert!(status.success(), "{stderr}");
-    assert!(
-        stdout == input,
-        "relay changed the bytes ({} vs {} bytes)",
-        stdout.len(),
-        input.len()
-    );
-    let frames = frames_in(&out);
-    // Recorded messages rejoined with newlines: the stream without its final newline.
-    let lines = &input[..input.len() - 1];
-    for dir in [Direction::C2s, Direction::S2c] {
-        assert!(
-            stream_of(&frames, dir) == lines,
-            "{dir:?} capture differs from the stream"
-        );
-    }
+    let (frames, _) = echoed_byte_for_byte(&out, &input);
     let messages = frames
         .iter()
         .filter(|f| f.direction == Direction::C2s && f.method.as_deref() == Some("tools/call"))
@@ -101,25 +109,7 @@ fn garbage_is_relayed_byte_for_byte_and_recorded_as_invalid_frames() {
     input.push(b'\n');
     input.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n");
     input.extend_from_slice(b"a last line without a newline");
-    let (status, stdout, stderr) = record(&["--out", out.to_str().unwrap(), "--lossless"], &["cat"], &input);
-    assert!(status.success(), "{stderr}");
-    // stdout carries only the child's bytes: cat's echo, exactly.
-    assert!(
-        stdout == input,
-        "relay changed the bytes ({} vs {} bytes)",
-        stdout.len(),
-        input.len()
-    );
-    let frames = frames_in(&out);
-    // Each direction's recorded payloads are the stream, byte for byte.
-    assert!(
-        stream_of(&frames, Direction::C2s) == input,
-        "c2s capture differs from the stream"
-    );
-    assert!(
-        stream_of(&frames, Direction::S2c) == input,
-        "s2c capture differs from the stream"
-    );
+    let (frames, stderr) = echoed_byte_for_byte(&out, &input);
     let c2s: Vec<&Frame> = frames
         .iter()
         .filter(|f| f.direction == Direction::C2s && f.kind != Kind::Lifecycle)

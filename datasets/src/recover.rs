@@ -7,8 +7,10 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::journal::{self, Damage, read_journal_file};
-use crate::segment::{self, Segment, write_segment};
+use arrow_array::RecordBatch;
+
+use crate::journal::{self, Damage, JournalReader};
+use crate::segment::{self, Segment, write_segment_from};
 
 /// What recovering one journal did.
 #[derive(Debug)]
@@ -54,10 +56,19 @@ fn with_suffix(journal_path: &Path, suffix: &str, unhide: bool) -> PathBuf {
 
 /// Recovers one journal: writes its complete batches as a segment, removes it (or keeps a damaged one renamed
 /// `*.journal.damaged`, out of the way of the next scan).
+///
+/// The journal is read twice, one batch at a time, so memory stays at a batch however large it is: the first
+/// pass counts its frames and finds any damage (the already-done check and the segment's note need both before
+/// the segment is written), the second writes them.
 pub fn recover_journal(j: &Path) -> Result<Recovered> {
     let dest = segment_path(j);
-    let contents = read_journal_file(j)?;
-    let frames: u64 = contents.batches.iter().map(|b| b.num_rows() as u64).sum();
+    let mut scan = JournalReader::open(j)?;
+    let (mut frames, mut batches) = (0u64, 0usize);
+    for b in scan.by_ref() {
+        frames += b.num_rows() as u64;
+        batches += 1;
+    }
+    let (meta, damage) = scan.finish();
     if dest.exists() {
         let seg = Segment::open(&dest)?;
         if seg.rows >= frames {
@@ -75,17 +86,14 @@ pub fn recover_journal(j: &Path) -> Result<Recovered> {
             ),
         ));
     }
-    let Some(mut meta) = contents.meta.clone() else {
-        let reason = contents
-            .damage
-            .as_ref()
-            .map_or("no schema".to_string(), |d| d.reason.clone());
+    let Some(mut meta) = meta else {
+        let reason = damage.as_ref().map_or("no schema".to_string(), |d| d.reason.clone());
         return Err(Error::damaged(
             j,
             format!("not recoverable, the journal's schema message is unreadable ({reason}); file left in place"),
         ));
     };
-    let lost = contents.damage.as_ref().map_or(0, |d| d.lost_bytes as u64);
+    let lost = damage.as_ref().map_or(0, |d| d.lost_bytes as u64);
     let note = format!(
         "recovered from journal by mcptape {}; {lost} damaged byte(s) lost",
         env!("CARGO_PKG_VERSION")
@@ -95,8 +103,13 @@ pub fn recover_journal(j: &Path) -> Result<Recovered> {
     } else {
         format!("{}; {note}", meta.note)
     };
-    write_segment(&dest, &meta, &contents.batches)?;
-    let damage = match contents.damage {
+    let counted = Counted {
+        batches,
+        frames,
+        damage: damage.as_ref().map(|d| (d.offset, d.lost_bytes)),
+    };
+    write_segment_from(&dest, &meta, same_batches(JournalReader::open(j)?, j, counted))?;
+    let damage = match damage {
         Some(d) => {
             let kept = with_suffix(j, ".journal.damaged", false);
             std::fs::rename(j, &kept).map_err(|e| Error::io(j, e))?;
@@ -110,7 +123,129 @@ pub fn recover_journal(j: &Path) -> Result<Recovered> {
     Ok(Recovered::Written {
         segment: dest,
         frames,
-        batches: contents.batches.len(),
+        batches,
         damage,
     })
+}
+
+/// What the first pass found, for the second to check against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counted {
+    batches: usize,
+    frames: u64,
+    /// Where the damage starts and how many bytes it loses.
+    damage: Option<(usize, usize)>,
+}
+
+/// The second pass: the batches again, then an error (so the segment is not published) when they or the damage
+/// differ from what the first pass counted: the journal changed between the passes.
+fn same_batches<'a, R: std::io::Read + 'a>(
+    mut reader: JournalReader<R>,
+    j: &'a Path,
+    counted: Counted,
+) -> impl Iterator<Item = Result<RecordBatch>> + 'a {
+    let mut again = Counted {
+        batches: 0,
+        frames: 0,
+        damage: None,
+    };
+    let mut ended = false;
+    std::iter::from_fn(move || {
+        if ended {
+            return None;
+        }
+        if let Some(b) = reader.next() {
+            again.batches += 1;
+            again.frames += b.num_rows() as u64;
+            return Some(Ok(b));
+        }
+        ended = true;
+        again.damage = reader.finish().1.map(|d| (d.offset, d.lost_bytes));
+        (again != counted).then(|| {
+            Err(Error::damaged(
+                j,
+                format!(
+                    "the journal changed while it was recovered ({} then {} frame(s)); run again once nothing \
+                     writes it",
+                    counted.frames, again.frames
+                ),
+            ))
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalWriter;
+    use crate::{CaptureMeta, Direction, Frame, Kind, Transport, schema};
+
+    /// A journal of three batches, and the offset where its second batch ends.
+    fn journal() -> (Vec<u8>, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.journal");
+        let mut j = JournalWriter::create(&path, &CaptureMeta::new("stdio", "test")).unwrap();
+        let mut second_end = 0;
+        for b in 0..3u64 {
+            let frames: Vec<Frame> = (0..=b)
+                .map(|i| Frame::new("s", i, Direction::C2s, Transport::Stdio, Kind::Request, "{}"))
+                .collect();
+            j.append(&schema::to_batch(&frames)).unwrap();
+            j.flush().unwrap();
+            if b == 1 {
+                second_end = std::fs::metadata(&path).unwrap().len() as usize;
+            }
+        }
+        j.finish().unwrap();
+        (std::fs::read(&path).unwrap(), second_end)
+    }
+
+    fn count(bytes: &[u8]) -> Counted {
+        let mut r = JournalReader::from_bytes(bytes.to_vec());
+        let (mut batches, mut frames) = (0, 0);
+        for b in r.by_ref() {
+            batches += 1;
+            frames += b.num_rows() as u64;
+        }
+        Counted {
+            batches,
+            frames,
+            damage: r.finish().1.map(|d| (d.offset, d.lost_bytes)),
+        }
+    }
+
+    fn second_pass(bytes: &[u8], counted: Counted) -> Vec<Result<RecordBatch>> {
+        same_batches(
+            JournalReader::from_bytes(bytes.to_vec()),
+            Path::new("t.journal"),
+            counted,
+        )
+        .collect()
+    }
+
+    #[test]
+    fn an_unchanged_journal_reads_the_same_twice() {
+        let (bytes, second_end) = journal();
+        for b in [&bytes[..], &bytes[..second_end + 7]] {
+            let got = second_pass(b, count(b));
+            assert_eq!(got.len(), 2 + usize::from(b.len() == bytes.len()));
+            assert!(got.iter().all(Result::is_ok));
+        }
+    }
+
+    #[test]
+    fn a_journal_that_changed_between_the_passes_ends_in_an_error() {
+        let (bytes, second_end) = journal();
+        // Grew by a batch; grew inside its damaged tail; lost a batch.
+        for (first, second) in [
+            (second_end, bytes.len()),
+            (second_end + 7, second_end + 9),
+            (bytes.len(), second_end),
+        ] {
+            let got = second_pass(&bytes[..second], count(&bytes[..first]));
+            let err = got.last().unwrap().as_ref().unwrap_err().to_string();
+            assert!(err.contains("t.journal") && err.contains("changed"), "{err}");
+            assert!(got[..got.len() - 1].iter().all(Result::is_ok));
+        }
+    }
 }

@@ -1163,6 +1163,67 @@ fn a_client_connection_keeps_one_upstream_connection_and_gets_a_new_one_when_the
 }
 
 #[test]
+fn pipelined_requests_then_a_chunked_upload_and_more_on_one_kept_connection_are_all_answered_in_order() {
+    // The tap's own server takes the common requests and hands the connection to hyper at the first it does not
+    // (here a chunked upload), with the bytes already read: every request on the connection must be answered.
+    let upstream = raw_upstream(|req, s| {
+        let v: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        reply_json(
+            s,
+            &[],
+            &format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{}}}}"#, v["id"]),
+        );
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let tap = TapProc::start(dir.path(), &format!("http://{upstream}/mcp"), &[]);
+    let s = TcpStream::connect(tap.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let call = |id: u32| format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo"}}}}"#);
+    let post = |id: u32| {
+        let body = call(id);
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    // Two requests in one write (pipelined), then a chunked upload in two chunks, then a plain one again.
+    w.write_all(format!("{}{}", post(1), post(2)).as_bytes()).unwrap();
+    let third = call(3);
+    let (a, b) = third.split_at(10);
+    let chunked = format!(
+        "POST /mcp HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
+         {:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+        a.len(),
+        b.len()
+    );
+    let mut ids = Vec::new();
+    for (i, next) in [None, Some(chunked), Some(post(4)), None].into_iter().enumerate() {
+        let (status, answer) = read_kept_alive(&mut r);
+        assert_eq!(status, 200, "answer {i}: {answer}");
+        let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        ids.push(v["id"].as_u64().unwrap());
+        if let Some(req) = next {
+            w.write_all(req.as_bytes()).unwrap();
+        }
+    }
+    assert_eq!(ids, [1, 2, 3, 4], "every answer, in order, on the one connection");
+    drop((r, w));
+    tap.stop();
+    let frames = frames(dir.path());
+    let recorded = |kind: Kind| {
+        frames
+            .iter()
+            .filter(|f| f.kind == kind && f.method.as_deref() == Some("tools/call"))
+            .filter_map(|f| f.rpc_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(recorded(Kind::Request), ["1", "2", "3", "4"]);
+    assert_eq!(recorded(Kind::Response), ["1", "2", "3", "4"]);
+}
+
+#[test]
 fn chunked_close_delimited_and_early_hinted_answers_reach_the_client_whole_and_are_recorded() {
     // The upstream frames each answer differently, as RFC 9112 lets it: chunked (with a chunk extension, a trailer
     // and the chunks written apart) after a 103, or delimited by closing the connection.

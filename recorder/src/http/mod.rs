@@ -5,16 +5,18 @@
 //! Where things are:
 //! - [`upstream`]: the `--upstream` URL, path mapping, TCP and TLS to it;
 //! - [`client`]: the HTTP/1.1 exchanges with the upstream, each client connection on its own upstream connection;
+//! - [`server`]: the client side of the common exchange (hyper for the rest);
 //! - [`proxy`]: one exchange (read the request, pick the session, forward, 502/413/408 answers);
 //! - [`body`]: response bodies streamed through with a copy to the tap; [`sse`]: one frame per event;
 //! - [`legacy`]: the 2024-11-05 `endpoint` event rewrite; [`ws`]: WebSocket relay;
 //! - [`session`]: which session an exchange belongs to; [`exchange`]: one exchange's frames;
 //! - [`headers`]: hop-by-hop fields (RFC 9110 §7.6), `Via`, what is recorded.
 //!
-//! Why hyper's connection-level API rather than a framework: the tap must pass every status, header and body
-//! through unchanged and stream each body frame the moment it arrives (an event stream is never buffered), and
-//! must bound what a client can make it hold (header and body timeouts, body size, connection count) without a
-//! whole-request timeout, which would cut long event streams.
+//! Why its own server for the common exchange and hyper's connection-level API for the rest, rather than a
+//! framework: the tap must pass every status, header and body through unchanged and stream each body frame the
+//! moment it arrives (an event stream is never buffered), must bound what a client can make it hold (header and
+//! body timeouts, body size, connection count) without a whole-request timeout, which would cut long event
+//! streams, and must add as little as it can to each request's latency.
 
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -41,6 +43,7 @@ pub mod exchange;
 pub mod headers;
 pub mod legacy;
 pub mod proxy;
+mod server;
 pub mod session;
 pub mod sse;
 pub mod upstream;
@@ -142,6 +145,30 @@ impl Hub {
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         while tasks.try_join_next().is_some() {}
         tasks.spawn(f);
+    }
+}
+
+/// Serves a client connection with hyper (WebSocket upstreams, and connections [`server`] hands over).
+async fn hyper_connection<I>(
+    io: I,
+    hub: Arc<Hub>,
+    up: Arc<client::UpstreamConn>,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let header_timeout = hub.limits.header_timeout;
+    let svc = service_fn(move |req| proxy::handle(hub.clone(), up.clone(), peer, req));
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    let mut conn = pin!(builder.serve_connection(TokioIo::new(io), svc).with_upgrades());
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }
 
@@ -267,21 +294,15 @@ pub async fn serve(
             _ = &mut stop_signal => break,
         };
         let _ = stream.set_nodelay(true);
-        let (hub, mut stop) = (hub.clone(), stop_rx.clone());
+        let (hub, stop) = (hub.clone(), stop_rx.clone());
         conns.spawn(async move {
-            let header_timeout = hub.limits.header_timeout;
-            let svc_hub = hub.clone();
             let up = Arc::new(client::UpstreamConn::default());
-            let svc = service_fn(move |req| proxy::handle(svc_hub.clone(), up.clone(), peer, req));
-            let mut builder = http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
-            let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), svc).with_upgrades());
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stopped(&mut stop) => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
+            if hub.upstream.is_ws() {
+                hyper_connection(stream, hub, up, peer, stop).await;
+            } else {
+                let (h, u, s) = (hub.clone(), up.clone(), stop.clone());
+                let to_hyper = move |io| hyper_connection(io, h, u, peer, s);
+                server::connection(stream, hub, up, peer, stop, to_hyper).await;
             }
             drop(permit);
         });

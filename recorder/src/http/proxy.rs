@@ -52,13 +52,19 @@ pub(crate) async fn handle(
         );
         return Ok(plain(StatusCode::UPGRADE_REQUIRED, body));
     }
-    Ok(forward(hub, &up, peer, req).await)
+    let (parts, body) = req.into_parts();
+    let body = read_body(body, hub.limits.max_body, hub.limits.idle_timeout).await;
+    Ok(forward(hub, &up, peer, parts, body).await)
 }
 
-enum BodyError {
+/// Why a request body could not be read whole.
+pub(crate) enum BodyError {
+    /// Longer than `--max-body`.
     TooLarge,
+    /// Paused longer than `--idle-timeout`.
     Stalled,
-    Read(hyper::Error),
+    /// The connection failed or the body was malformed.
+    Read(String),
 }
 
 /// Reads a request body whole, refusing more than `max` bytes and a pause longer than `idle` between chunks.
@@ -74,7 +80,7 @@ async fn read_body(mut body: Incoming, max: usize, idle: std::time::Duration) ->
             .map_err(|_| BodyError::Stalled)?;
         match next {
             None => break,
-            Some(Err(e)) => return Err(BodyError::Read(e)),
+            Some(Err(e)) => return Err(BodyError::Read(e.to_string())),
             Some(Ok(frame)) => {
                 if let Ok(d) = frame.into_data() {
                     len += d.len();
@@ -181,13 +187,14 @@ fn is_json(media: Option<&str>) -> bool {
     })
 }
 
-async fn forward(
+/// One exchange whose request body was read (or failed to be): session, upstream, the answer to stream back.
+pub(crate) async fn forward(
     hub: Arc<Hub>,
     conn: &Arc<UpstreamConn>,
     peer: SocketAddr,
-    req: Request<Incoming>,
+    mut parts: http::request::Parts,
+    body: Result<Bytes, BodyError>,
 ) -> Response<ProxyBody> {
-    let (mut parts, body) = req.into_parts();
     let path_q = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     strip_hop_by_hop(&mut parts.headers);
     // The request's head is shared by the exchange, its frames and the upstream request: no copy of its headers.
@@ -201,7 +208,7 @@ async fn forward(
     });
     let headers = &request.headers;
     let limits = &hub.limits;
-    let body = match read_body(body, limits.max_body, limits.idle_timeout).await {
+    let body = match body {
         Ok(b) => b,
         Err(e) => {
             let (status, msg) = match e {

@@ -331,3 +331,34 @@ fn finalizing_a_damaged_journal_fails_and_keeps_it() {
         .collect();
     assert_eq!(leftovers.len(), 1, "no temporary file left: {leftovers:?}");
 }
+
+#[test]
+fn a_large_flush_is_written_in_pieces_that_hold_every_frame_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("caps");
+    let mut w = CaptureWriter::create(WriterOptions::new(&out, "t", CaptureMeta::new("stdio", "x"))).unwrap();
+    let frames = sample(2 * writer::FLUSH_PIECE + 44, "a");
+    for f in frames.clone() {
+        w.append(f).unwrap();
+    }
+    w.flush().unwrap();
+    let journal = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".journal"))
+        .expect("an open journal");
+    let contents = read_journal(&std::fs::read(&journal).unwrap());
+    assert!(contents.damage.is_none(), "{:?}", contents.damage);
+    let sizes: Vec<usize> = contents.batches.iter().map(|b| b.num_rows()).collect();
+    assert_eq!(sizes, [writer::FLUSH_PIECE, writer::FLUSH_PIECE, 44]);
+    let payloads: Vec<Vec<u8>> = contents
+        .batches
+        .iter()
+        .flat_map(|b| schema::from_batch(b).unwrap())
+        .map(|f| f.payload.to_vec())
+        .collect();
+    let sent: Vec<Vec<u8>> = frames.iter().map(|f| f.payload.to_vec()).collect();
+    assert_eq!(payloads, sent);
+    w.finish().unwrap();
+    assert_eq!(Scan::new(&[out]).unwrap().frames().unwrap().len(), frames.len());
+}

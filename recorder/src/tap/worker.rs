@@ -25,6 +25,22 @@ use crate::sink::SinkHandle;
 /// Ticks without a frame after which the writer stops polling and blocks until the next frame.
 const POLL_TICKS: u32 = 20;
 
+/// Queue entries the writer handles between two yields of its CPU. A running thread is not preempted by one that
+/// wakes on its CPU until its time slice ends (milliseconds), so a backlog handled in one go kept a proxy thread
+/// woken there waiting; 32 small frames take the writer about a quarter of a millisecond.
+const YIELD_EVERY: u32 = 32;
+
+/// Counts one more entry handled, yielding the CPU every [`YIELD_EVERY`] (a `sched_yield`: returns at once when
+/// nothing else waits for this CPU).
+fn pause_now_and_then(handled: u32) -> u32 {
+    if handled + 1 >= YIELD_EVERY {
+        std::thread::yield_now();
+        0
+    } else {
+        handled + 1
+    }
+}
+
 pub(super) struct Worker {
     rx: Receiver<Msg>,
     writer: Option<CaptureWriter>,
@@ -90,6 +106,7 @@ impl Worker {
         // forwarding thread).
         let tick = self.idle_flush.max(Duration::from_millis(1));
         let mut last_frame: Option<Instant> = None;
+        let mut handled = 0u32;
         loop {
             let now = Instant::now();
             if let Some(last) = last_frame.filter(|t| self.poll && now.duration_since(*t) < tick * POLL_TICKS) {
@@ -97,6 +114,7 @@ impl Worker {
                     Ok(msg) => {
                         if matches!(msg, Msg::Frame { .. } | Msg::Chunk { .. }) {
                             last_frame = Some(now);
+                            handled = pause_now_and_then(handled);
                         }
                         if !self.handle(msg, &mut pending) {
                             break;
@@ -147,6 +165,7 @@ impl Worker {
             };
             if matches!(msg, Msg::Frame { .. } | Msg::Chunk { .. }) {
                 last_frame = Some(Instant::now());
+                handled = pause_now_and_then(handled);
             }
             if !self.handle(msg, &mut pending) {
                 break;

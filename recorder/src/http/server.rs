@@ -587,6 +587,33 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// Any bytes at all: no panic; a head for hyper or one not yet whole leaves the buffer as it was, and a head
+        /// taken here leaves exactly what follows its blank line.
+        #[test]
+        fn any_bytes_leave_the_buffer_whole_or_just_after_a_head(
+            prefix in prop::sample::select(vec![&b""[..], b"POST / HTTP/1.1\r\n", b"GET /mcp HTTP/1.1\r\nHost: x\r\n"]),
+            bytes in proptest::collection::vec(
+                prop_oneof![any::<u8>(), prop::sample::select(b"\r\n: aZ/-".to_vec())],
+                0..200,
+            ),
+        ) {
+            let mut text = prefix.to_vec();
+            text.extend_from_slice(&bytes);
+            let (parsed, buf) = parse(&text);
+            match parsed {
+                Parsed::Complete(_) => {
+                    // The first blank line (httparse takes a bare `\n` for `\r\n`).
+                    let end = (2..=text.len())
+                        .find(|&e| text[e - 1] == b'\n' && (text[e - 2] == b'\n' || text[..e - 1].ends_with(b"\n\r")))
+                        .expect("a blank line");
+                    prop_assert_eq!(&buf[..], &text[end..]);
+                }
+                Parsed::Partial | Parsed::Other => prop_assert_eq!(&buf[..], &text[..]),
+            }
+        }
+    }
+
     fn encoded(status: u16, headers: &[(&str, &str)], body: ProxyBody, close: bool) -> (String, Framing) {
         let mut map = HeaderMap::new();
         for (n, v) in headers {

@@ -66,15 +66,27 @@ pub(crate) async fn connection<H, F>(
     hub: Arc<Hub>,
     up: Arc<UpstreamConn>,
     peer: SocketAddr,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     hyper: H,
 ) where
     H: FnOnce(Rewind) -> F,
     F: std::future::Future<Output = ()>,
 {
     let mut buf = BytesMut::with_capacity(READ);
+    // One timer and one shutdown watch for the connection's life, re-armed per head rather than made anew.
+    let mut timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+    let mut watch_stop = stop.clone();
+    let mut stopping = std::pin::pin!(async move { super::stopped(&mut watch_stop).await });
     loop {
-        let head = match next_head(&mut stream, &mut buf, hub.limits.header_timeout, &mut stop).await {
+        let head = match next_head(
+            &mut stream,
+            &mut buf,
+            hub.limits.header_timeout,
+            timer.as_mut(),
+            stopping.as_mut(),
+        )
+        .await
+        {
             Next::Request(h) => h,
             Next::Hyper => {
                 return hyper(Rewind {
@@ -107,9 +119,10 @@ async fn next_head(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     timeout: Duration,
-    stop: &mut watch::Receiver<bool>,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+    mut stopping: Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Next {
-    let deadline = tokio::time::Instant::now() + timeout;
+    timer.as_mut().reset(tokio::time::Instant::now() + timeout);
     loop {
         if !buf.is_empty() {
             match parse_head(buf) {
@@ -125,8 +138,9 @@ async fn next_head(
                 Ok(0) | Err(_) => return Next::Done,
                 Ok(_) => {}
             },
-            () = tokio::time::sleep_until(deadline) => return Next::Done,
-            () = super::stopped(stop), if buf.is_empty() => return Next::Done,
+            () = timer.as_mut() => return Next::Done,
+            // Completes once; the connection ends then.
+            () = stopping.as_mut(), if buf.is_empty() => return Next::Done,
         }
     }
 }

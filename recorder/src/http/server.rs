@@ -35,7 +35,7 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// Room made in the read buffer before each read.
 const READ: usize = 8 * 1024;
-/// Body frames up to this size are copied next to their chunk-size line (one `write` per chunk).
+/// Body frames up to this size are copied next to the head or their chunk-size line (one `write` for both).
 const COPY_CHUNK: usize = 16 * 1024;
 
 /// What the connection does next.
@@ -381,8 +381,13 @@ async fn write_response(
                 // More than the declared length would corrupt the next exchange: cut, and close after.
                 let take = data.len().min(usize::try_from(*n).unwrap_or(usize::MAX));
                 *n -= take as u64;
-                out.extend_from_slice(&data[..take]);
-                let ok = stream.write_all(&out).await.is_ok();
+                let ok = if take <= COPY_CHUNK {
+                    out.extend_from_slice(&data[..take]);
+                    stream.write_all(&out).await.is_ok()
+                } else {
+                    // A large body is written from where it is, not copied behind the head.
+                    stream.write_all(&out).await.is_ok() && stream.write_all(&data[..take]).await.is_ok()
+                };
                 if take < data.len() {
                     return false;
                 }

@@ -6,9 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
 use arrow_array::RecordBatch;
 
+use crate::error::{Error, Result};
 use crate::journal::{self, Damage, JournalReader};
 use crate::segment::{self, Segment, write_segment_from};
 

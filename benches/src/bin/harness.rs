@@ -124,7 +124,7 @@ const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "http",
-        about: "end to end: a small POST directly, through nginx (plain reverse proxy) and through `mcptape record --listen`: added latency and throughput at 16 connections",
+        about: "end to end: a small POST directly, through nginx (plain reverse proxy) and through `mcptape record --listen` (and with `--sample 0`, the proxy alone): added latency and throughput at 16 connections",
         run: http,
         opt_in: false,
     },
@@ -1116,8 +1116,8 @@ fn nginx(nginx: &Path, dir: &Path, upstream: &str) -> anyhow::Result<(Child, Str
     anyhow::bail!("nginx did not listen on {port}")
 }
 
-/// `mcptape record --listen 127.0.0.1:0 --upstream URL`, and its URL.
-fn tap(mcptape: &Path, upstream: &str, out: &Path) -> anyhow::Result<(Child, String)> {
+/// `mcptape record --listen 127.0.0.1:0 --upstream URL [EXTRA...]`, and its URL.
+fn tap(mcptape: &Path, upstream: &str, out: &Path, extra: &[&str]) -> anyhow::Result<(Child, String)> {
     use std::io::BufRead;
     let mut child = std::process::Command::new(mcptape)
         .args([
@@ -1129,6 +1129,7 @@ fn tap(mcptape: &Path, upstream: &str, out: &Path) -> anyhow::Result<(Child, Str
             "--out",
             &out.display().to_string(),
         ])
+        .args(extra)
         .stderr(std::process::Stdio::piped())
         .spawn()?;
     let mut lines = std::io::BufReader::new(child.stderr.take().context("stderr")?).lines();
@@ -1143,7 +1144,8 @@ fn tap(mcptape: &Path, upstream: &str, out: &Path) -> anyhow::Result<(Child, Str
     anyhow::bail!("the tap did not say where it listens")
 }
 
-/// Latency (1 connection) and throughput (16 connections) of a small POST: direct, nginx, mcptape record.
+/// Latency (1 connection) and throughput (16 connections) of a small POST: direct, nginx, mcptape record (and
+/// with `--sample 0`, the proxy alone).
 fn http(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let mut out = Outcome::default();
     let mcptape = mcptape_bin()?;
@@ -1169,8 +1171,16 @@ fn http(ctx: &Ctx) -> anyhow::Result<Outcome> {
             .notes
             .push("nginx not installed (`apt-get install nginx-light`): its rows are missing".into()),
     }
-    let (guard, url) = tap(&mcptape, &direct, &ctx.scratch.path().join("http-captures"))?;
+    let (guard, url) = tap(&mcptape, &direct, &ctx.scratch.path().join("http-captures"), &[])?;
     chains.push(("mcptape record --listen".into(), url, Some(guard)));
+    // The proxy alone (every session sampled out, nothing queued): what of the tap's cost is the capture's.
+    let (guard, url) = tap(
+        &mcptape,
+        &direct,
+        &ctx.scratch.path().join("http-sampled-out"),
+        &["--sample", "0"],
+    )?;
+    chains.push(("mcptape record --listen --sample 0".into(), url, Some(guard)));
     let quick = ctx.runs < 5;
     // Many short rounds, every chain in each: a shared machine's slow spells last seconds, and an added latency
     // taken within one round (chain minus direct, measured back to back) cancels most of them.

@@ -103,6 +103,17 @@ pub struct Damage {
     pub reason: String,
 }
 
+/// What one read of a journal handed out and where it stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Batches handed out.
+    pub batches: usize,
+    /// Frames in them.
+    pub frames: u64,
+    /// The damaged tail, if any.
+    pub damage: Option<Damage>,
+}
+
 /// What could be read from a journal.
 #[derive(Debug)]
 pub struct JournalContents {
@@ -216,6 +227,42 @@ impl<R: Read> JournalReader<R> {
             });
         }
         (self.meta.take(), damage)
+    }
+
+    /// Reads to the end, holding one batch at a time: the metadata and what the read found.
+    pub fn tally(mut self) -> (Option<CaptureMeta>, Tally) {
+        let mut tally = Tally::default();
+        for b in self.by_ref() {
+            tally.batches += 1;
+            tally.frames += b.num_rows() as u64;
+        }
+        let (meta, damage) = self.finish();
+        tally.damage = damage;
+        (meta, tally)
+    }
+
+    /// The batches, then (known only after the last) the error `check` makes of the read's [`Tally`], if any: a
+    /// segment being written from them is abandoned before it is published.
+    pub fn checked<'a>(
+        mut self,
+        check: impl FnOnce(&Tally) -> Option<Error> + 'a,
+    ) -> impl Iterator<Item = Result<RecordBatch>> + 'a
+    where
+        R: 'a,
+    {
+        let mut tally = Tally::default();
+        let mut check = Some(check);
+        std::iter::from_fn(move || {
+            check.as_ref()?;
+            if let Some(b) = self.next() {
+                tally.batches += 1;
+                tally.frames += b.num_rows() as u64;
+                return Some(Ok(b));
+            }
+            let check = check.take()?;
+            tally.damage = self.finish().1;
+            check(&tally).map(Err)
+        })
     }
 
     /// Stops at `offset` for `reason` (the bytes lost are counted by [`JournalReader::finish`]).

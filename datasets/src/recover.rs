@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use arrow_array::RecordBatch;
 
 use crate::error::{Error, Result};
-use crate::journal::{self, Damage, JournalReader};
+use crate::journal::{self, Damage, JournalReader, Tally};
 use crate::segment::{self, Segment, write_segment_from};
 
 /// What recovering one journal did.
@@ -62,13 +62,8 @@ fn with_suffix(journal_path: &Path, suffix: &str, unhide: bool) -> PathBuf {
 /// the segment is written), the second writes them.
 pub fn recover_journal(j: &Path) -> Result<Recovered> {
     let dest = segment_path(j);
-    let mut scan = JournalReader::open(j)?;
-    let (mut frames, mut batches) = (0u64, 0usize);
-    for b in scan.by_ref() {
-        frames += b.num_rows() as u64;
-        batches += 1;
-    }
-    let (meta, damage) = scan.finish();
+    let (meta, counted) = JournalReader::open(j)?.tally();
+    let (frames, batches) = (counted.frames, counted.batches);
     if dest.exists() {
         let seg = Segment::open(&dest)?;
         if seg.rows >= frames {
@@ -87,13 +82,16 @@ pub fn recover_journal(j: &Path) -> Result<Recovered> {
         ));
     }
     let Some(mut meta) = meta else {
-        let reason = damage.as_ref().map_or("no schema".to_string(), |d| d.reason.clone());
+        let reason = counted
+            .damage
+            .as_ref()
+            .map_or("no schema".to_string(), |d| d.reason.clone());
         return Err(Error::damaged(
             j,
             format!("not recoverable, the journal's schema message is unreadable ({reason}); file left in place"),
         ));
     };
-    let lost = damage.as_ref().map_or(0, |d| d.lost_bytes as u64);
+    let lost = counted.damage.as_ref().map_or(0, |d| d.lost_bytes as u64);
     let note = format!(
         "recovered from journal by mcptape {}; {lost} damaged byte(s) lost",
         env!("CARGO_PKG_VERSION")
@@ -103,13 +101,8 @@ pub fn recover_journal(j: &Path) -> Result<Recovered> {
     } else {
         format!("{}; {note}", meta.note)
     };
-    let counted = Counted {
-        batches,
-        frames,
-        damage: damage.as_ref().map(|d| (d.offset, d.lost_bytes)),
-    };
-    write_segment_from(&dest, &meta, same_batches(JournalReader::open(j)?, j, counted))?;
-    let damage = match damage {
+    write_segment_from(&dest, &meta, same_batches(JournalReader::open(j)?, j, &counted))?;
+    let damage = match counted.damage {
         Some(d) => {
             let kept = with_suffix(j, ".journal.damaged", false);
             std::fs::rename(j, &kept).map_err(|e| Error::io(j, e))?;
@@ -128,48 +121,24 @@ pub fn recover_journal(j: &Path) -> Result<Recovered> {
     })
 }
 
-/// What the first pass found, for the second to check against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Counted {
-    batches: usize,
-    frames: u64,
-    /// Where the damage starts and how many bytes it loses.
-    damage: Option<(usize, usize)>,
-}
-
-/// The second pass: the batches again, then an error (so the segment is not published) when they or the damage
-/// differ from what the first pass counted: the journal changed between the passes.
+/// The second pass: the batches again, then an error (so the segment is not published) when they or where the
+/// damage starts and what it loses differ from the first pass: the journal changed between the passes.
 fn same_batches<'a, R: std::io::Read + 'a>(
-    mut reader: JournalReader<R>,
+    reader: JournalReader<R>,
     j: &'a Path,
-    counted: Counted,
+    counted: &'a Tally,
 ) -> impl Iterator<Item = Result<RecordBatch>> + 'a {
-    let mut again = Counted {
-        batches: 0,
-        frames: 0,
-        damage: None,
-    };
-    let mut ended = false;
-    std::iter::from_fn(move || {
-        if ended {
-            return None;
-        }
-        if let Some(b) = reader.next() {
-            again.batches += 1;
-            again.frames += b.num_rows() as u64;
-            return Some(Ok(b));
-        }
-        ended = true;
-        again.damage = reader.finish().1.map(|d| (d.offset, d.lost_bytes));
-        (again != counted).then(|| {
-            Err(Error::damaged(
+    let shape = |t: &Tally| (t.batches, t.frames, t.damage.as_ref().map(|d| (d.offset, d.lost_bytes)));
+    reader.checked(move |again| {
+        (shape(again) != shape(counted)).then(|| {
+            Error::damaged(
                 j,
                 format!(
                     "the journal changed while it was recovered ({} then {} frame(s)); run again once nothing \
                      writes it",
                     counted.frames, again.frames
                 ),
-            ))
+            )
         })
     })
 }
@@ -200,25 +169,15 @@ mod tests {
         (std::fs::read(&path).unwrap(), second_end)
     }
 
-    fn count(bytes: &[u8]) -> Counted {
-        let mut r = JournalReader::from_bytes(bytes.to_vec());
-        let (mut batches, mut frames) = (0, 0);
-        for b in r.by_ref() {
-            batches += 1;
-            frames += b.num_rows() as u64;
-        }
-        Counted {
-            batches,
-            frames,
-            damage: r.finish().1.map(|d| (d.offset, d.lost_bytes)),
-        }
+    fn count(bytes: &[u8]) -> Tally {
+        JournalReader::from_bytes(bytes.to_vec()).tally().1
     }
 
-    fn second_pass(bytes: &[u8], counted: Counted) -> Vec<Result<RecordBatch>> {
+    fn second_pass(bytes: &[u8], counted: Tally) -> Vec<Result<RecordBatch>> {
         same_batches(
             JournalReader::from_bytes(bytes.to_vec()),
             Path::new("t.journal"),
-            counted,
+            &counted,
         )
         .collect()
     }

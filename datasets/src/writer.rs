@@ -426,24 +426,11 @@ impl CaptureWriter {
 /// is read batch by batch, so a large one is never in memory whole; if it turns out damaged, the segment is
 /// abandoned and the journal kept.
 pub fn finalize_journal(journal_path: &Path, dest: &Path, meta: &CaptureMeta) -> Result<u64> {
-    let mut reader = journal::JournalReader::open(journal_path)?;
-    let mut ended = false;
     // The damage is known only after the last batch: it comes as an error there, before the segment is published.
-    let batches = std::iter::from_fn(|| {
-        if ended {
-            return None;
-        }
-        if let Some(b) = reader.next() {
-            return Some(Ok(b));
-        }
-        ended = true;
-        let (_, damage) = reader.finish();
-        damage.map(|d| {
-            Err(Error::damaged(
-                journal_path,
-                format!("at byte {}: {}", d.offset, d.reason),
-            ))
-        })
+    let batches = journal::JournalReader::open(journal_path)?.checked(|t| {
+        t.damage
+            .as_ref()
+            .map(|d| Error::damaged(journal_path, format!("at byte {}: {}", d.offset, d.reason)))
     });
     let rows = segment::write_segment_from(dest, meta, batches)?;
     std::fs::remove_file(journal_path).map_err(|e| Error::io(journal_path, e))?;

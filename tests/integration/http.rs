@@ -1081,6 +1081,13 @@ fn an_unreachable_upstream_gets_a_502_json_rpc_error_recorded_and_the_tap_keeps_
 }
 
 /// Reads one response with a `Content-Length` body off a kept-alive connection: (status, body).
+/// A connection to `addr` kept alive across requests: its reading side for [`read_kept_alive`], its writing side.
+fn kept_alive(addr: SocketAddr) -> (BufReader<TcpStream>, TcpStream) {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    (BufReader::new(s.try_clone().unwrap()), s)
+}
+
 fn read_kept_alive(r: &mut BufReader<TcpStream>) -> (u16, String) {
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
@@ -1129,10 +1136,7 @@ fn a_client_connection_keeps_one_upstream_connection_and_gets_a_new_one_when_the
     });
     let dir = tempfile::tempdir().unwrap();
     let tap = TapProc::start(dir.path(), &format!("http://{upstream}/mcp"), &[]);
-    let s = TcpStream::connect(tap.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut r = BufReader::new(s.try_clone().unwrap());
-    let mut w = s;
+    let (mut r, mut w) = kept_alive(tap.addr);
     let mut conns = Vec::new();
     for i in 0..4 {
         if i == 2 {
@@ -1176,10 +1180,7 @@ fn pipelined_requests_then_a_chunked_upload_and_more_on_one_kept_connection_are_
     });
     let dir = tempfile::tempdir().unwrap();
     let tap = TapProc::start(dir.path(), &format!("http://{upstream}/mcp"), &[]);
-    let s = TcpStream::connect(tap.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut r = BufReader::new(s.try_clone().unwrap());
-    let mut w = s;
+    let (mut r, mut w) = kept_alive(tap.addr);
     let call = |id: u32| format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo"}}}}"#);
     let post = |id: u32| {
         let body = call(id);

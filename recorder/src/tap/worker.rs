@@ -127,8 +127,7 @@ impl Worker {
                             self.next_rotation = self.rotation.next_due(std::time::SystemTime::now(), now);
                             pending = false;
                         } else if pending && now.duration_since(last) >= self.idle_flush {
-                            self.flush();
-                            self.shared.read_buffers.trim();
+                            self.paused();
                             pending = false;
                         }
                         std::thread::park_timeout(tick);
@@ -149,9 +148,7 @@ impl Worker {
                             self.rotate();
                             self.next_rotation = self.rotation.next_due(std::time::SystemTime::now(), Instant::now());
                         } else {
-                            // Traffic paused: flush, and free the relays' spare buffers.
-                            self.flush();
-                            self.shared.read_buffers.trim();
+                            self.paused();
                         }
                         pending = false;
                         continue;
@@ -404,6 +401,12 @@ impl Worker {
             Ok(()) => self.summary.frames += 1,
             Err(e) => self.write_failed(e),
         }
+    }
+
+    /// Traffic paused: flush, and free the relays' spare buffers.
+    fn paused(&mut self) {
+        self.flush();
+        self.shared.read_buffers.trim();
     }
 
     fn flush(&mut self) {

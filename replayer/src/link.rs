@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use mcptape_datasets::wire::envelope::{Envelope, classify};
 use mcptape_datasets::wire::sse::SseDecoder;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
@@ -377,6 +378,13 @@ fn open_http(url: &str, headers: &[(String, String)], version: Option<&str>) -> 
             if is_initialize {
                 // The response carries the session id every later request needs: wait for its headers.
                 st.clone().post(msg).await;
+            } else if carries_no_request(&msg) {
+                // A client waits for a notification's (or an answer's) 202 before it sends on, so the server has
+                // taken it in before what follows: server-everything adds tools on `notifications/initialized`,
+                // and a `tools/list` on another connection could overtake it. Bounded: a server that never
+                // answers holds the rest back for at most this long.
+                let post = tokio::spawn(st.clone().post(msg));
+                let _ = tokio::time::timeout(ACCEPTED_WAIT, post).await;
             } else {
                 tokio::spawn(st.clone().post(msg));
             }
@@ -392,6 +400,20 @@ fn open_http(url: &str, headers: &[(String, String)], version: Option<&str>) -> 
             closer: Closer::Http(state),
         },
     })
+}
+
+/// The longest a POST of notifications or answers holds back the messages after it ([`open_http`]).
+const ACCEPTED_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether `msg` holds only notifications and answers (a server acknowledges it with 202 and nothing else).
+fn carries_no_request(msg: &[u8]) -> bool {
+    use mcptape_datasets::Kind;
+    let not_a_request = |e: &Envelope| matches!(e.kind, Kind::Notification | Kind::Response | Kind::Error);
+    let env = classify(msg);
+    match env.kind {
+        Kind::Batch => !env.items.is_empty() && env.items.iter().all(not_a_request),
+        _ => not_a_request(&env),
+    }
 }
 
 impl HttpState {
@@ -697,4 +719,116 @@ async fn open_ws(url: &str, headers: &[(String, String)]) -> Result<Link, String
             closer: Closer::Tasks(vec![writer, reader]),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, Read, Write};
+    use std::time::Duration;
+
+    #[test]
+    fn notifications_answers_and_batches_of_them_carry_no_request() {
+        assert!(carries_no_request(
+            br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
+        ));
+        assert!(carries_no_request(br#"{"jsonrpc":"2.0","id":3,"result":{}}"#));
+        assert!(carries_no_request(
+            br#"{"jsonrpc":"2.0","id":3,"error":{"code":-1,"message":"no"}}"#
+        ));
+        assert!(carries_no_request(
+            br#"[{"jsonrpc":"2.0","method":"a"},{"jsonrpc":"2.0","id":1,"result":{}}]"#
+        ));
+        assert!(!carries_no_request(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#
+        ));
+        assert!(!carries_no_request(
+            br#"[{"jsonrpc":"2.0","method":"a"},{"jsonrpc":"2.0","id":1,"method":"b"}]"#
+        ));
+        assert!(!carries_no_request(b"[]"));
+        assert!(!carries_no_request(b"not json"));
+    }
+
+    /// A Streamable HTTP server that takes `delay` to accept `notifications/initialized` and logs, in order, each
+    /// request's arrival and that acceptance.
+    fn slow_to_accept(delay: Duration) -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l = log.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let l = l.clone();
+                std::thread::spawn(move || {
+                    let mut w = stream.try_clone().unwrap();
+                    let mut r = std::io::BufReader::new(stream);
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut len = 0usize;
+                        loop {
+                            let mut h = String::new();
+                            r.read_line(&mut h).unwrap();
+                            let h = h.trim_end().to_ascii_lowercase();
+                            if h.is_empty() {
+                                break;
+                            }
+                            if let Some(v) = h.strip_prefix("content-length:") {
+                                len = v.trim().parse().unwrap();
+                            }
+                        }
+                        let mut body = vec![0; len];
+                        r.read_exact(&mut body).unwrap();
+                        let env = classify(&body);
+                        let answer = match (line.split(' ').next(), env.method.as_deref()) {
+                            (Some("POST"), Some("notifications/initialized")) => {
+                                std::thread::sleep(delay);
+                                l.lock().unwrap().push("accepted notifications/initialized".to_string());
+                                "HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n".to_string()
+                            }
+                            (Some("POST"), Some(m)) => {
+                                l.lock().unwrap().push(m.to_string());
+                                let a = format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{}}}}"#, env.rpc_id.unwrap());
+                                format!(
+                                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: s1\r\n\
+                                     content-length: {}\r\n\r\n{a}",
+                                    a.len()
+                                )
+                            }
+                            _ => "HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n".to_string(),
+                        };
+                        w.write_all(answer.as_bytes()).unwrap();
+                    }
+                });
+            }
+        });
+        (url, log)
+    }
+
+    #[tokio::test]
+    async fn a_request_after_a_notification_is_sent_once_the_server_has_accepted_the_notification() {
+        let (url, log) = slow_to_accept(Duration::from_millis(300));
+        let target = Target::Http { url, headers: vec![] };
+        let mut link = Link::open(&target, None).await.unwrap();
+        link.send(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#,
+        ));
+        assert!(matches!(link.recv().await, Some(Incoming::Message(_))));
+        link.send(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        ));
+        link.send(Bytes::from_static(br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#));
+        match link.recv().await {
+            Some(Incoming::Message(m)) => assert_eq!(&m[..], br#"{"jsonrpc":"2.0","id":2,"result":{}}"#),
+            other => panic!("expected the tools/list answer, got {other:?}"),
+        }
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["initialize", "accepted notifications/initialized", "tools/list"]
+        );
+        link.close(Duration::from_secs(1)).await;
+    }
 }

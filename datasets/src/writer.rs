@@ -3,22 +3,24 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use arrow_array::RecordBatch;
+
 use crate::error::{Error, Result};
 use crate::frame::Frame;
 use crate::fsx;
 use crate::journal::{self, JournalWriter};
 use crate::layout;
 use crate::meta::CaptureMeta;
-use crate::schema;
+use crate::schema::FrameColumns;
 use crate::segment;
 
 /// Default interval after which buffered frames reach the journal.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Frames per journal batch when a flush holds more: a flush of a busy stream is written piece by piece and the
-/// thread yields its CPU between pieces. One batch of 100 ms of a busy HTTP tap's frames took the writer 1-5 ms,
-/// and a running thread is not preempted by a waking one before its time slice ends, so a proxy thread woken on
-/// that CPU (the other one busy) waited that long; a piece takes a few hundred microseconds.
+/// Frames per journal batch when a flush holds more. A batch's columns are built as its frames come, and a flush
+/// only encodes and writes the batches, yielding the CPU between them: a thread is not preempted by a waking one
+/// before its time slice ends, so a proxy thread woken on the writer's CPU (the other one busy) waited as long as
+/// a flush ran in one go, 1-5 ms when a busy HTTP tap's 100 ms of frames became one batch at the flush.
 pub const FLUSH_PIECE: usize = 128;
 
 /// After a write error (disk full, file too large), how long frames are dropped before a new journal is tried.
@@ -74,7 +76,12 @@ pub struct CaptureWriter {
     stem: String,
     segment_no: u32,
     journal: Option<JournalWriter>,
-    pending: Vec<crate::frame::Frame>,
+    /// Frames not yet in the journal: batches of [`FLUSH_PIECE`] rows, built as the frames came, then the rows
+    /// after them.
+    ready: Vec<RecordBatch>,
+    building: FrameColumns,
+    /// Rows and payload bytes in `ready` and `building`.
+    pending_rows: usize,
     pending_bytes: usize,
     last_flush: Instant,
     segments: Vec<PathBuf>,
@@ -113,7 +120,9 @@ impl CaptureWriter {
             stem,
             segment_no: 0,
             journal: None,
-            pending: Vec::new(),
+            ready: Vec::new(),
+            building: FrameColumns::default(),
+            pending_rows: 0,
             pending_bytes: 0,
             last_flush: Instant::now(),
             segments: Vec::new(),
@@ -174,11 +183,15 @@ impl CaptureWriter {
 
     /// Buffers a frame; flushes when the batch is full.
     pub fn append(&mut self, frame: Frame) -> Result<()> {
+        self.building.push(&frame);
+        if self.building.len() >= FLUSH_PIECE {
+            self.ready.push(self.building.finish());
+        }
+        self.pending_rows += 1;
         self.pending_bytes += frame.payload.len();
-        self.pending.push(frame);
         self.frames += 1;
         self.journal_frames += 1;
-        if self.pending.len() >= self.opts.batch_rows || self.pending_bytes >= self.opts.batch_bytes {
+        if self.pending_rows >= self.opts.batch_rows || self.pending_bytes >= self.opts.batch_bytes {
             self.flush()?;
         }
         Ok(())
@@ -191,7 +204,7 @@ impl CaptureWriter {
     /// [`RETRY_AFTER_ERROR`] has passed; then a new journal is tried. Only the first error is returned.
     pub fn flush(&mut self) -> Result<()> {
         self.last_flush = Instant::now();
-        if self.pending.is_empty() {
+        if self.pending_rows == 0 {
             return Ok(());
         }
         if let Some(since) = self.broken_since {
@@ -217,32 +230,34 @@ impl CaptureWriter {
         if self.journal.is_none() {
             self.open_journal()?;
         }
-        let mut written = 0;
-        for piece in self.pending.chunks(FLUSH_PIECE) {
-            let r = {
-                let journal = self.journal.as_mut().expect("journal opened above");
-                journal.append(&schema::to_batch(piece)).and_then(|()| journal.flush())
-            };
-            if let Err(e) = r {
+        if !self.building.is_empty() {
+            self.ready.push(self.building.finish());
+        }
+        let journal = self.journal.as_mut().expect("journal opened above");
+        let batches = std::mem::take(&mut self.ready);
+        for (i, batch) in batches.iter().enumerate() {
+            if let Err(e) = journal.append(batch).and_then(|()| journal.flush()) {
                 // What reached the journal stays there; the rest is what the error cost.
-                self.pending.drain(..written);
-                self.pending_bytes = self.pending.iter().map(|f| f.payload.len()).sum();
+                self.pending_rows = batches[i..].iter().map(RecordBatch::num_rows).sum();
                 return Err(e);
             }
-            written += piece.len();
-            if written < self.pending.len() {
+            if i + 1 < batches.len() {
                 std::thread::yield_now();
             }
         }
-        self.pending.clear();
+        self.pending_rows = 0;
         self.pending_bytes = 0;
         Ok(())
     }
 
     fn drop_pending(&mut self) {
-        self.lost += self.pending.len() as u64;
-        self.seg_lost += self.pending.len() as u64;
-        self.pending.clear();
+        self.lost += self.pending_rows as u64;
+        self.seg_lost += self.pending_rows as u64;
+        self.ready.clear();
+        if !self.building.is_empty() {
+            drop(self.building.finish());
+        }
+        self.pending_rows = 0;
         self.pending_bytes = 0;
     }
 
@@ -300,7 +315,7 @@ impl CaptureWriter {
 
     /// True when buffered frames have waited `interval` or longer.
     pub fn flush_due(&self, interval: Duration) -> bool {
-        !self.pending.is_empty() && self.last_flush.elapsed() >= interval
+        self.pending_rows > 0 && self.last_flush.elapsed() >= interval
     }
 
     /// Frames accepted so far.

@@ -100,168 +100,91 @@ pub fn schema() -> SchemaRef {
 
 /// Builds one record batch from frames.
 pub fn to_batch(frames: &[Frame]) -> RecordBatch {
-    let mut columns = FrameColumns::with_capacity(frames.len(), frames.iter().map(|f| f.payload.len()).sum());
+    let n = frames.len();
+    let mut session = Dict::with_capacity(n);
+    let mut stream = UInt32Builder::with_capacity(n);
+    let mut seq = UInt64Builder::with_capacity(n);
+    let mut ts = Vec::with_capacity(n);
+    let mut t_ns = UInt64Builder::with_capacity(n);
+    let mut direction = EnumDict::with_capacity(n);
+    let mut transport = EnumDict::with_capacity(n);
+    let mut kind = EnumDict::with_capacity(n);
+    let mut method = Dict::with_capacity(n);
+    let mut rpc_id = StringBuilder::new();
+    let mut latency = UInt64Builder::with_capacity(n);
+    let mut error_code = Int32Builder::with_capacity(n);
+    let payload_bytes = frames.iter().map(|f| f.payload.len()).sum();
+    let mut payload = BinaryBuilder::with_capacity(n, payload_bytes);
+    // stdio frames have no HTTP facts: an all-null column is built whole instead of row by row.
+    let mut http = frames.iter().any(|f| f.http.is_some()).then(http_builder);
+    let mut mcp_session = StringBuilder::new();
+    let mut version = StringBuilder::new();
+
     for f in frames {
-        columns.push(f);
-    }
-    columns.finish()
-}
-
-/// Frames turned into the capture's columns one at a time, then cut into a record batch. A writer that pushes each
-/// frame as it comes spreads the work over the frames, where building a batch from a flush's worth of frames was a
-/// burst of CPU at each flush.
-#[derive(Debug)]
-pub struct FrameColumns {
-    rows: usize,
-    payload_bytes: usize,
-    session: Dict,
-    stream: UInt32Builder,
-    seq: UInt64Builder,
-    ts: Vec<i64>,
-    t_ns: UInt64Builder,
-    direction: EnumDict,
-    transport: EnumDict,
-    kind: EnumDict,
-    method: Dict,
-    rpc_id: StringBuilder,
-    latency: UInt64Builder,
-    error_code: Int32Builder,
-    payload: BinaryBuilder,
-    /// Started at the first frame with HTTP facts (earlier rows get nulls): stdio frames have none, and their
-    /// all-null column is built whole at [`FrameColumns::finish`].
-    http: Option<StructBuilder>,
-    mcp_session: StringBuilder,
-    version: StringBuilder,
-}
-
-impl Default for FrameColumns {
-    fn default() -> Self {
-        FrameColumns::with_capacity(0, 0)
-    }
-}
-
-impl FrameColumns {
-    /// Empty columns with room for `rows` frames holding `payload_bytes` of payload.
-    pub fn with_capacity(rows: usize, payload_bytes: usize) -> Self {
-        FrameColumns {
-            rows: 0,
-            payload_bytes: 0,
-            session: Dict::with_capacity(rows),
-            stream: UInt32Builder::with_capacity(rows),
-            seq: UInt64Builder::with_capacity(rows),
-            ts: Vec::with_capacity(rows),
-            t_ns: UInt64Builder::with_capacity(rows),
-            direction: EnumDict::with_capacity(rows),
-            transport: EnumDict::with_capacity(rows),
-            kind: EnumDict::with_capacity(rows),
-            method: Dict::with_capacity(rows),
-            rpc_id: StringBuilder::new(),
-            latency: UInt64Builder::with_capacity(rows),
-            error_code: Int32Builder::with_capacity(rows),
-            payload: BinaryBuilder::with_capacity(rows, payload_bytes),
-            http: None,
-            mcp_session: StringBuilder::new(),
-            version: StringBuilder::new(),
-        }
-    }
-
-    /// Appends one frame as a row.
-    pub fn push(&mut self, f: &Frame) {
-        self.session.append(Some(&f.session_id));
-        self.stream.append_value(f.stream_id);
-        self.seq.append_value(f.seq);
-        self.ts.push(f.ts_ns);
-        self.t_ns.append_value(f.t_ns);
-        self.direction.append(f.direction as usize, f.direction.as_str());
-        self.transport.append(f.transport as usize, f.transport.as_str());
-        self.kind.append(f.kind as usize, f.kind.as_str());
-        self.method.append(f.method.as_deref());
-        self.rpc_id.append_option(f.rpc_id.as_deref());
-        self.latency.append_option(f.latency_ns);
-        self.error_code.append_option(f.error_code);
-        self.payload.append_value(&f.payload);
-        if self.http.is_none() && f.http.is_some() {
-            let mut http = http_builder();
-            for _ in 0..self.rows {
-                append_http(&mut http, None);
-            }
-            self.http = Some(http);
-        }
-        if let Some(http) = &mut self.http {
+        session.append(Some(&f.session_id));
+        stream.append_value(f.stream_id);
+        seq.append_value(f.seq);
+        ts.push(f.ts_ns);
+        t_ns.append_value(f.t_ns);
+        direction.append(f.direction as usize, f.direction.as_str());
+        transport.append(f.transport as usize, f.transport.as_str());
+        kind.append(f.kind as usize, f.kind.as_str());
+        method.append(f.method.as_deref());
+        rpc_id.append_option(f.rpc_id.as_deref());
+        latency.append_option(f.latency_ns);
+        error_code.append_option(f.error_code);
+        payload.append_value(&f.payload);
+        if let Some(http) = &mut http {
             append_http(http, f.http.as_ref());
         }
-        self.mcp_session.append_option(f.mcp_session.as_deref());
-        self.version.append_option(f.protocol_version.as_deref());
-        self.rows += 1;
-        self.payload_bytes += f.payload.len();
+        mcp_session.append_option(f.mcp_session.as_deref());
+        version.append_option(f.protocol_version.as_deref());
     }
 
-    /// Rows pushed since the last [`FrameColumns::finish`].
-    pub fn len(&self) -> usize {
-        self.rows
-    }
-
-    /// True when no row was pushed since the last [`FrameColumns::finish`].
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
-
-    /// Payload bytes pushed since the last [`FrameColumns::finish`].
-    pub fn payload_bytes(&self) -> usize {
-        self.payload_bytes
-    }
-
-    /// The rows pushed so far as one batch; the columns start empty again.
-    pub fn finish(&mut self) -> RecordBatch {
-        let n = std::mem::take(&mut self.rows);
-        self.payload_bytes = 0;
-        let ts = arrow_array::TimestampNanosecondArray::from(std::mem::take(&mut self.ts)).with_timezone("UTC");
-        let http: ArrayRef = match self.http.take() {
-            Some(mut b) => Arc::new(b.finish()),
-            None => Arc::new(StructArray::new_null(http_fields(), n)),
-        };
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.session.finish()),
-            Arc::new(self.stream.finish()),
-            Arc::new(self.seq.finish()),
-            Arc::new(ts),
-            Arc::new(self.t_ns.finish()),
-            Arc::new(self.direction.finish()),
-            Arc::new(self.transport.finish()),
-            Arc::new(self.kind.finish()),
-            Arc::new(self.method.finish()),
-            Arc::new(self.rpc_id.finish()),
-            Arc::new(self.latency.finish()),
-            Arc::new(self.error_code.finish()),
-            Arc::new(self.payload.finish()),
-            http,
-            Arc::new(self.mcp_session.finish()),
-            Arc::new(self.version.finish()),
-        ];
-        // The builders above produce exactly the schema's types, so this cannot fail.
-        RecordBatch::try_new(schema(), columns).expect("frame columns match the capture schema")
-    }
+    let ts = arrow_array::TimestampNanosecondArray::from(ts).with_timezone("UTC");
+    let http: ArrayRef = match &mut http {
+        Some(b) => Arc::new(b.finish()),
+        None => Arc::new(StructArray::new_null(http_fields(), n)),
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(session.finish()),
+        Arc::new(stream.finish()),
+        Arc::new(seq.finish()),
+        Arc::new(ts),
+        Arc::new(t_ns.finish()),
+        Arc::new(direction.finish()),
+        Arc::new(transport.finish()),
+        Arc::new(kind.finish()),
+        Arc::new(method.finish()),
+        Arc::new(rpc_id.finish()),
+        Arc::new(latency.finish()),
+        Arc::new(error_code.finish()),
+        Arc::new(payload.finish()),
+        http,
+        Arc::new(mcp_session.finish()),
+        Arc::new(version.finish()),
+    ];
+    // The builders above produce exactly the schema's types, so this cannot fail.
+    RecordBatch::try_new(schema(), columns).expect("frame columns match the capture schema")
 }
 
 /// A dictionary-encoded text column, built as `StringDictionaryBuilder` builds one (the same keys, values in
 /// order of first appearance, a null buffer only when there is a null) at less cost per row: a value equal to
 /// the previous row's (the session, almost always) costs one comparison, a few distinct values (methods) a short
 /// search, and only a column with many distinct values hashes.
-#[derive(Debug)]
-struct Dict {
+struct Dict<'a> {
     keys: Vec<i32>,
     nulls: NullBufferBuilder,
-    values: Vec<Box<str>>,
+    values: Vec<&'a str>,
     /// Built once `values` outgrows a linear search.
-    index: HashMap<Box<str>, i32>,
-    /// The key of the last value appended.
-    last: Option<i32>,
+    index: HashMap<&'a str, i32>,
+    last: Option<(&'a str, i32)>,
 }
 
 /// Distinct values of a [`Dict`] searched linearly before it builds a hash index.
 const DICT_LINEAR: usize = 16;
 
-impl Dict {
+impl<'a> Dict<'a> {
     fn with_capacity(n: usize) -> Self {
         Dict {
             keys: Vec::with_capacity(n),
@@ -272,17 +195,17 @@ impl Dict {
         }
     }
 
-    fn append(&mut self, value: Option<&str>) {
+    fn append(&mut self, value: Option<&'a str>) {
         let Some(value) = value else {
             self.keys.push(0);
             self.nulls.append_null();
             return;
         };
         let key = match self.last {
-            Some(key) if &*self.values[key as usize] == value => key,
+            Some((last, key)) if last == value => key,
             _ => {
                 let key = self.key_of(value);
-                self.last = Some(key);
+                self.last = Some((value, key));
                 key
             }
         };
@@ -290,43 +213,32 @@ impl Dict {
         self.nulls.append_non_null();
     }
 
-    fn key_of(&mut self, value: &str) -> i32 {
+    fn key_of(&mut self, value: &'a str) -> i32 {
         let next = i32::try_from(self.values.len()).expect("fewer than 2^31 distinct values in a batch");
         if self.values.len() <= DICT_LINEAR {
-            if let Some(k) = self.values.iter().position(|v| &**v == value) {
+            if let Some(k) = self.values.iter().position(|&v| v == value) {
                 return k as i32;
             }
-            self.values.push(value.into());
+            self.values.push(value);
             if self.values.len() > DICT_LINEAR {
-                self.index = self
-                    .values
-                    .iter()
-                    .enumerate()
-                    .map(|(k, v)| (v.clone(), k as i32))
-                    .collect();
+                self.index = self.values.iter().enumerate().map(|(k, &v)| (v, k as i32)).collect();
             }
             return next;
         }
-        if let Some(&k) = self.index.get(value) {
-            return k;
-        }
-        self.values.push(value.into());
-        self.index.insert(value.into(), next);
-        next
+        let values = &mut self.values;
+        *self.index.entry(value).or_insert_with(|| {
+            values.push(value);
+            next
+        })
     }
 
-    /// The column so far; the builder starts empty again.
-    fn finish(&mut self) -> DictionaryArray<Int32Type> {
-        let keys = Int32Array::new(std::mem::take(&mut self.keys).into(), self.nulls.finish());
-        self.index.clear();
-        self.last = None;
-        let values = StringArray::from_iter_values(self.values.drain(..));
-        DictionaryArray::new(keys, Arc::new(values))
+    fn finish(mut self) -> DictionaryArray<Int32Type> {
+        let keys = Int32Array::new(self.keys.into(), self.nulls.finish());
+        DictionaryArray::new(keys, Arc::new(StringArray::from(self.values)))
     }
 }
 
 /// A dictionary column of an enum's names (direction, transport, kind): keyed by the variant, no text compared.
-#[derive(Debug)]
 struct EnumDict {
     keys: Vec<i32>,
     key_of: [Option<i32>; 8],
@@ -351,11 +263,8 @@ impl EnumDict {
         self.keys.push(key);
     }
 
-    /// The column so far; the builder starts empty again.
-    fn finish(&mut self) -> DictionaryArray<Int32Type> {
-        self.key_of = [None; 8];
-        let values = StringArray::from(std::mem::take(&mut self.values));
-        DictionaryArray::new(Int32Array::from(std::mem::take(&mut self.keys)), Arc::new(values))
+    fn finish(self) -> DictionaryArray<Int32Type> {
+        DictionaryArray::new(Int32Array::from(self.keys), Arc::new(StringArray::from(self.values)))
     }
 }
 
@@ -839,42 +748,6 @@ mod tests {
             assert_eq!(got, want, "{n} {methods} {sessions} {http_every}");
             assert_eq!(ipc(&got), ipc(&want), "{n} {methods} {sessions} {http_every}");
             assert_eq!(from_batch(&got).unwrap(), frames);
-        }
-    }
-
-    proptest::proptest! {
-        /// One `FrameColumns` cut into batches at arbitrary points, as the writer reuses it: every batch is what
-        /// arrow's builders make of its frames, whatever the batches before it held (dictionaries, HTTP facts
-        /// starting mid-batch or missing).
-        #[test]
-        fn reused_columns_cut_anywhere_build_each_batch_as_arrow_builders_do(
-            n in 0usize..120,
-            methods in 1usize..24,
-            sessions in 1usize..30,
-            http_every in 0usize..9,
-            http_from in 0usize..60,
-            cuts in proptest::collection::btree_set(0usize..120, 0..6),
-        ) {
-            let mut frames = frames(n, methods, sessions, http_every);
-            for f in frames.iter_mut().take(http_from) {
-                f.http = None;
-            }
-            let mut columns = FrameColumns::default();
-            let mut start = 0;
-            for (i, f) in frames.iter().enumerate() {
-                columns.push(f);
-                if cuts.contains(&i) || i + 1 == n {
-                    let want = reference_to_batch(&frames[start..=i]);
-                    proptest::prop_assert_eq!(columns.len(), i + 1 - start);
-                    let bytes: usize = frames[start..=i].iter().map(|f| f.payload.len()).sum();
-                    proptest::prop_assert_eq!(columns.payload_bytes(), bytes);
-                    let got = columns.finish();
-                    proptest::prop_assert_eq!(&got, &want);
-                    proptest::prop_assert_eq!(ipc(&got), ipc(&want));
-                    proptest::prop_assert!(columns.is_empty());
-                    start = i + 1;
-                }
-            }
         }
     }
 }

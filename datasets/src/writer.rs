@@ -11,13 +11,13 @@ use crate::fsx;
 use crate::journal::{self, JournalWriter};
 use crate::layout;
 use crate::meta::CaptureMeta;
-use crate::schema::FrameColumns;
+use crate::schema;
 use crate::segment;
 
 /// Default interval after which buffered frames reach the journal.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Frames per journal batch when a flush holds more. A batch's columns are built as its frames come, and a flush
+/// Frames per journal batch when a flush holds more. A batch is built as soon as its last frame comes, and a flush
 /// only encodes and writes the batches, yielding the CPU between them: a thread is not preempted by a waking one
 /// before its time slice ends, so a proxy thread woken on the writer's CPU (the other one busy) waited as long as
 /// a flush ran in one go, 1-5 ms when a busy HTTP tap's 100 ms of frames became one batch at the flush.
@@ -76,11 +76,11 @@ pub struct CaptureWriter {
     stem: String,
     segment_no: u32,
     journal: Option<JournalWriter>,
-    /// Frames not yet in the journal: batches of [`FLUSH_PIECE`] rows, built as the frames came, then the rows
-    /// after them.
+    /// Frames not yet in the journal: batches of [`FLUSH_PIECE`] rows, each built when its last frame came, then
+    /// the frames after them.
     ready: Vec<RecordBatch>,
-    building: FrameColumns,
-    /// Rows and payload bytes in `ready` and `building`.
+    piece: Vec<Frame>,
+    /// Rows and payload bytes in `ready` and `piece`.
     pending_rows: usize,
     pending_bytes: usize,
     last_flush: Instant,
@@ -121,7 +121,7 @@ impl CaptureWriter {
             segment_no: 0,
             journal: None,
             ready: Vec::new(),
-            building: FrameColumns::default(),
+            piece: Vec::with_capacity(FLUSH_PIECE),
             pending_rows: 0,
             pending_bytes: 0,
             last_flush: Instant::now(),
@@ -183,12 +183,12 @@ impl CaptureWriter {
 
     /// Buffers a frame; flushes when the batch is full.
     pub fn append(&mut self, frame: Frame) -> Result<()> {
-        self.building.push(&frame);
-        if self.building.len() >= FLUSH_PIECE {
-            self.ready.push(self.building.finish());
-        }
         self.pending_rows += 1;
         self.pending_bytes += frame.payload.len();
+        self.piece.push(frame);
+        if self.piece.len() >= FLUSH_PIECE {
+            self.cut();
+        }
         self.frames += 1;
         self.journal_frames += 1;
         if self.pending_rows >= self.opts.batch_rows || self.pending_bytes >= self.opts.batch_bytes {
@@ -230,8 +230,8 @@ impl CaptureWriter {
         if self.journal.is_none() {
             self.open_journal()?;
         }
-        if !self.building.is_empty() {
-            self.ready.push(self.building.finish());
+        if !self.piece.is_empty() {
+            self.cut();
         }
         let journal = self.journal.as_mut().expect("journal opened above");
         let batches = std::mem::take(&mut self.ready);
@@ -250,13 +250,19 @@ impl CaptureWriter {
         Ok(())
     }
 
+    /// Makes the frames of the piece a batch, ready to be written, then yields the CPU: building a batch is the
+    /// writer's largest piece of work in one go (see [`FLUSH_PIECE`]).
+    fn cut(&mut self) {
+        self.ready.push(schema::to_batch(&self.piece));
+        self.piece.clear();
+        std::thread::yield_now();
+    }
+
     fn drop_pending(&mut self) {
         self.lost += self.pending_rows as u64;
         self.seg_lost += self.pending_rows as u64;
         self.ready.clear();
-        if !self.building.is_empty() {
-            drop(self.building.finish());
-        }
+        self.piece.clear();
         self.pending_rows = 0;
         self.pending_bytes = 0;
     }

@@ -19,6 +19,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 mod inline;
+#[cfg(test)]
+mod test_server;
 
 pub use inline::HttpConnection;
 use inline::InlineHttp;
@@ -724,7 +726,6 @@ async fn open_ws(url: &str, headers: &[(String, String)]) -> Result<Link, String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{BufRead, Read, Write};
     use std::time::Duration;
 
     #[test]
@@ -752,58 +753,28 @@ mod tests {
     /// A Streamable HTTP server that takes `delay` to accept `notifications/initialized` and logs, in order, each
     /// request's arrival and that acceptance.
     fn slow_to_accept(delay: Duration) -> (String, Arc<Mutex<Vec<String>>>) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
         let log = Arc::new(Mutex::new(Vec::new()));
         let l = log.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let l = l.clone();
-                std::thread::spawn(move || {
-                    let mut w = stream.try_clone().unwrap();
-                    let mut r = std::io::BufReader::new(stream);
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let mut len = 0usize;
-                        loop {
-                            let mut h = String::new();
-                            r.read_line(&mut h).unwrap();
-                            let h = h.trim_end().to_ascii_lowercase();
-                            if h.is_empty() {
-                                break;
-                            }
-                            if let Some(v) = h.strip_prefix("content-length:") {
-                                len = v.trim().parse().unwrap();
-                            }
-                        }
-                        let mut body = vec![0; len];
-                        r.read_exact(&mut body).unwrap();
-                        let env = classify(&body);
-                        let answer = match (line.split(' ').next(), env.method.as_deref()) {
-                            (Some("POST"), Some("notifications/initialized")) => {
-                                std::thread::sleep(delay);
-                                l.lock().unwrap().push("accepted notifications/initialized".to_string());
-                                "HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n".to_string()
-                            }
-                            (Some("POST"), Some(m)) => {
-                                l.lock().unwrap().push(m.to_string());
-                                let a = format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{}}}}"#, env.rpc_id.unwrap());
-                                format!(
-                                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: s1\r\n\
-                                     content-length: {}\r\n\r\n{a}",
-                                    a.len()
-                                )
-                            }
-                            _ => "HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n".to_string(),
-                        };
-                        w.write_all(answer.as_bytes()).unwrap();
-                    }
-                });
-            }
+        let (url, _) = test_server::serve(move |req| {
+            let env = classify(&req.body);
+            let bytes = match (req.line.split(' ').next(), env.method.as_deref()) {
+                (Some("POST"), Some("notifications/initialized")) => {
+                    std::thread::sleep(delay);
+                    l.lock().unwrap().push("accepted notifications/initialized".to_string());
+                    "HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n".to_string()
+                }
+                (Some("POST"), Some(m)) => {
+                    l.lock().unwrap().push(m.to_string());
+                    let a = format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{}}}}"#, env.rpc_id.unwrap());
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: s1\r\n\
+                         content-length: {}\r\n\r\n{a}",
+                        a.len()
+                    )
+                }
+                _ => "HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n".to_string(),
+            };
+            test_server::Reply { bytes, close: false }
         });
         (url, log)
     }

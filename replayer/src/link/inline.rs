@@ -374,6 +374,7 @@ async fn connect(endpoint: &Endpoint, connector: &Connector) -> Result<Box<Live>
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_server;
     use super::*;
 
     #[test]
@@ -388,9 +389,8 @@ mod tests {
         assert_eq!(e.host, "example.com");
     }
 
-    /// A tiny HTTP/1.1 server: answers every request with a JSON-RPC result (and a session id, when asked),
-    /// optionally closing the connection after each answer; counts connections and logs request lines and
-    /// session ids.
+    /// A server that answers every request with a JSON-RPC result (and a session id, when asked), optionally
+    /// closing the connection after each answer; counts connections and logs request lines and session ids.
     struct Server {
         url: String,
         accepts: Arc<std::sync::atomic::AtomicUsize>,
@@ -398,60 +398,25 @@ mod tests {
     }
 
     fn server(close_each: bool, session: Option<&'static str>) -> Server {
-        use std::io::{BufRead, BufReader, Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-        let accepts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (a, l) = (accepts.clone(), log.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let l = l.clone();
-                std::thread::spawn(move || {
-                    let mut w = stream.try_clone().unwrap();
-                    let mut r = BufReader::new(stream);
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let (mut len, mut sid) = (0usize, String::new());
-                        loop {
-                            let mut h = String::new();
-                            r.read_line(&mut h).unwrap();
-                            let h = h.trim_end().to_ascii_lowercase();
-                            if h.is_empty() {
-                                break;
-                            }
-                            if let Some(v) = h.strip_prefix("content-length:") {
-                                len = v.trim().parse().unwrap();
-                            }
-                            if let Some(v) = h.strip_prefix("mcp-session-id:") {
-                                sid = v.trim().to_string();
-                            }
-                        }
-                        let mut body = vec![0; len];
-                        r.read_exact(&mut body).unwrap();
-                        l.lock().unwrap().push(format!("{} sid={sid}", line.trim_end()));
-                        let answer = r#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
-                        let mut head = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
-                            answer.len()
-                        );
-                        if let Some(s) = session {
-                            head.push_str(&format!("mcp-session-id: {s}\r\n"));
-                        }
-                        if close_each {
-                            head.push_str("connection: close\r\n");
-                        }
-                        w.write_all(format!("{head}\r\n{answer}").as_bytes()).unwrap();
-                        if close_each {
-                            return;
-                        }
-                    }
-                });
+        let l = log.clone();
+        let (url, accepts) = test_server::serve(move |req| {
+            let sid = req.header("mcp-session-id").unwrap_or_default();
+            l.lock().unwrap().push(format!("{} sid={sid}", req.line));
+            let answer = r#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
+            let mut head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+                answer.len()
+            );
+            if let Some(s) = session {
+                head.push_str(&format!("mcp-session-id: {s}\r\n"));
+            }
+            if close_each {
+                head.push_str("connection: close\r\n");
+            }
+            test_server::Reply {
+                bytes: format!("{head}\r\n{answer}"),
+                close: close_each,
             }
         });
         Server { url, accepts, log }

@@ -1167,6 +1167,53 @@ fn a_client_connection_keeps_one_upstream_connection_and_gets_a_new_one_when_the
 }
 
 #[test]
+fn a_request_sent_after_an_answer_is_recorded_after_it_whichever_connection_carries_it() {
+    // The tap records a request's frame after writing it upstream, and a JSON answer's frame after writing it to
+    // the client: the capture must still be causal. One session (by Mcp-Session-Id), each request sent only once
+    // the answer before it has arrived, alternately on one kept connection and on a new connection each.
+    let upstream = raw_upstream(|req, s| {
+        let id = serde_json::from_slice::<serde_json::Value>(&req.body).unwrap()["id"].clone();
+        reply_json(s, &[], &format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#));
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let tap = TapProc::start(dir.path(), &format!("http://{upstream}/mcp"), &[]);
+    let (mut r, mut w) = kept_alive(tap.addr);
+    let headers = [("Content-Type", "application/json"), ("Mcp-Session-Id", "causal")];
+    for i in 0..60 {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"n"}}}}"#);
+        if i % 2 == 0 {
+            let req = format!(
+                "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nMcp-Session-Id: causal\r\nContent-Length: {}\r\n\r\n{body}",
+                tap.addr,
+                body.len()
+            );
+            w.write_all(req.as_bytes()).unwrap();
+            let (status, answer) = read_kept_alive(&mut r);
+            assert_eq!(status, 200, "request {i}: {answer}");
+        } else {
+            let resp = send(tap.addr, "POST", "/mcp", &headers, body.as_bytes());
+            assert_eq!(resp.status, 200, "request {i}");
+        }
+    }
+    drop((r, w));
+    tap.stop();
+    let mut frames: Vec<Frame> = frames(dir.path())
+        .into_iter()
+        .filter(|f| matches!(f.kind, Kind::Request | Kind::Response))
+        .collect();
+    assert_eq!(sessions(&frames).len(), 1, "one session by its Mcp-Session-Id");
+    frames.sort_by_key(|f| f.seq);
+    let order: Vec<String> = frames
+        .iter()
+        .map(|f| format!("{:?} {}", f.kind, f.rpc_id.as_deref().unwrap_or("?")))
+        .collect();
+    let expected: Vec<String> = (0..60)
+        .flat_map(|i| [format!("Request {i}"), format!("Response {i}")])
+        .collect();
+    assert_eq!(order, expected);
+}
+
+#[test]
 fn pipelined_requests_then_a_chunked_upload_and_more_on_one_kept_connection_are_all_answered_in_order() {
     // The tap's own server takes the common requests and hands the connection to hyper at the first it does not
     // (here a chunked upload), with the bytes already read: every request on the connection must be answered.

@@ -2,8 +2,10 @@
 //! a copy to the tap (linkerd's shape). A JSON body becomes one frame when it ends, an event stream one frame per
 //! event; the end of the body, an upstream error and a client that goes away each close the exchange.
 //!
-//! The tap records a body's frame before the body's last bytes are handed on, so a client can never answer a
-//! message that the capture has not seen yet (the capture's order is causal).
+//! The capture's order is causal: a client can never answer a message that the capture has not seen yet. An event
+//! is recorded before it is handed on. A JSON answer's last bytes are handed on first and its frame is recorded at
+//! the next poll, which the tap's server makes as soon as they are written, with nothing else run on the tap's
+//! thread in between; so the recording is off the answer's path, yet before anything the client sends next.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -260,8 +262,16 @@ impl TapBody {
                 Mode::Pass => Some(data),
             };
             if this.inner.is_end_stream() {
-                // The last bytes: record before handing them on.
                 this.inner_done = true;
+                // A JSON answer's frame is recorded at the next poll (see the module docs). An event stream may
+                // hold bytes back, which go out with its last ones.
+                if !matches!(this.mode, Mode::Sse(_)) {
+                    match out {
+                        Some(d) if !d.is_empty() => return Poll::Ready(Some(Ok(Frame::data(d)))),
+                        // Nothing to hand on: record now.
+                        _ => continue,
+                    }
+                }
                 if let Some(held) = this.finish(End::Done) {
                     out = Some(match out {
                         Some(o) => [o, held].concat().into(),

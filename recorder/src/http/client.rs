@@ -146,11 +146,11 @@ pub(crate) struct UpstreamConn {
 
 impl UpstreamConn {
     /// Sends a request (`target` in origin form; the client's end-to-end `headers`, which get the upstream's `Host`
-    /// and the tap's `Via`; the whole body) and returns the answer's head with a body that reads the rest. A request
-    /// whose writing fails on a kept connection (the upstream closed it while idle) is sent once more on a new
-    /// connection, as a pool would; one that was written is not, even if its answer then fails (it may have been
-    /// acted on).
-    pub async fn send(
+    /// and the tap's `Via`; the whole body). A request whose writing fails on a kept connection (the upstream closed
+    /// it while idle) is sent once more on a new connection, as a pool would; one that was written is not, even if
+    /// its answer then fails (it may have been acted on). [`Sent::answer`] then waits for the answer: what the tap
+    /// does between the two is off the exchange's path, done while the upstream works.
+    pub async fn write(
         self: &Arc<Self>,
         upstream: &Upstream,
         connect_timeout: Duration,
@@ -158,7 +158,7 @@ impl UpstreamConn {
         target: &str,
         headers: &HeaderMap,
         body: &[u8],
-    ) -> Result<Response<UpstreamBody>, SendError> {
+    ) -> Result<Sent, SendError> {
         let mut wire = Vec::with_capacity(512 + body.len());
         encode_request(method, target, headers, upstream.host_header(), body, &mut wire);
         let kept = self.take().and_then(|mut c| c.is_open().then_some(c));
@@ -177,6 +177,39 @@ impl UpstreamConn {
                 Err(e) => return Err(SendError::Exchange(e)),
             }
         };
+        Ok(Sent {
+            conn,
+            complete,
+            home: self.clone(),
+        })
+    }
+
+    fn take(&self) -> Option<Conn> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn put(&self, conn: Conn) {
+        *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
+    }
+}
+
+/// A request written to the upstream, its answer not yet read.
+#[derive(Debug)]
+pub(crate) struct Sent {
+    conn: Conn,
+    /// The whole request went out (an answer that came before it did leaves the connection out of step).
+    complete: bool,
+    home: Arc<UpstreamConn>,
+}
+
+impl Sent {
+    /// The answer's head, with a body that reads the rest.
+    pub async fn answer(self, method: &Method) -> Result<Response<UpstreamBody>, SendError> {
+        let Sent {
+            mut conn,
+            complete,
+            home,
+        } = self;
         let head = loop {
             match parse_head(&mut conn.buf, method).map_err(SendError::Exchange)? {
                 // 1xx answers (103 Early Hints and the like) are not forwarded: the final one follows.
@@ -195,17 +228,8 @@ impl UpstreamConn {
                 Err(e) => return Err(SendError::Exchange(e)),
             }
         };
-        // An answer that came before the whole request went out leaves the connection out of step.
-        let body = UpstreamBody::new(conn, head.framing, head.keep_alive && complete, self.clone());
+        let body = UpstreamBody::new(conn, head.framing, head.keep_alive && complete, home);
         Ok(Response::from_parts(head.parts, body))
-    }
-
-    fn take(&self) -> Option<Conn> {
-        self.kept.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-
-    fn put(&self, conn: Conn) {
-        *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
     }
 }
 

@@ -2,10 +2,14 @@
 //! stream the upstream's answer back through a [`TapBody`].
 //!
 //! Request bodies are read whole before forwarding: a Streamable HTTP POST carries one JSON-RPC message (or
-//! batch), which the server cannot act on before it is complete anyway, and having it whole lets the tap record
-//! it before it leaves (causal order), pick its session, refuse an oversized one with 413 before the upstream
-//! sees it, and answer an unreachable upstream with the request's own id. The copy recorded is the same `Bytes`
-//! that is forwarded. Response bodies are never held: see [`super::body`].
+//! batch), which the server cannot act on before it is complete anyway, and having it whole lets the tap refuse an
+//! oversized one with 413 before the upstream sees it and answer an unreachable upstream with the request's own
+//! id. The copy recorded is the same `Bytes` that is forwarded. Response bodies are never held: see [`super::body`].
+//!
+//! What only the recording needs (the head as recorded, the session, the frame) is done right after the request
+//! has been written upstream, while the upstream works, not before (the README's HTTP benchmark says what that
+//! saved). Nothing else runs on the tap's thread in between, so the request's frame still comes before anything
+//! the upstream answers (the capture's order stays causal).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -187,6 +191,19 @@ fn is_json(media: Option<&str>) -> bool {
     })
 }
 
+/// The request's head as recorded and as shared by its exchange and frames; takes `parts`' headers (already
+/// stripped of hop-by-hop fields).
+fn request_meta(hub: &Hub, parts: &mut http::request::Parts, path_q: &str) -> Arc<HttpRequestMeta> {
+    Arc::new(HttpRequestMeta {
+        method: parts.method.as_str().to_string(),
+        path: recorded_path(path_q, &hub.rules),
+        content_type: text(&parts.headers, header::CONTENT_TYPE).map(str::to_string),
+        mcp_session: text(&parts.headers, MCP_SESSION_ID).map(str::to_string),
+        protocol_version: text(&parts.headers, MCP_PROTOCOL_VERSION).map(str::to_string),
+        headers: std::mem::take(&mut parts.headers),
+    })
+}
+
 /// One exchange whose request body was read (or failed to be): session, upstream, the answer to stream back.
 pub(crate) async fn forward(
     hub: Arc<Hub>,
@@ -195,18 +212,9 @@ pub(crate) async fn forward(
     mut parts: http::request::Parts,
     body: Result<Bytes, BodyError>,
 ) -> Response<ProxyBody> {
-    let path_q = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let uri = std::mem::take(&mut parts.uri);
+    let path_q = uri.path_and_query().map_or("/", |p| p.as_str());
     strip_hop_by_hop(&mut parts.headers);
-    // The request's head is shared by the exchange, its frames and the upstream request: no copy of its headers.
-    let request = Arc::new(HttpRequestMeta {
-        method: parts.method.as_str().to_string(),
-        path: recorded_path(&path_q, &hub.rules),
-        content_type: text(&parts.headers, header::CONTENT_TYPE).map(str::to_string),
-        mcp_session: text(&parts.headers, MCP_SESSION_ID).map(str::to_string),
-        protocol_version: text(&parts.headers, MCP_PROTOCOL_VERSION).map(str::to_string),
-        headers: std::mem::take(&mut parts.headers),
-    });
-    let headers = &request.headers;
     let limits = &hub.limits;
     let body = match body {
         Ok(b) => b,
@@ -229,9 +237,10 @@ pub(crate) async fn forward(
                 ),
             };
             let at = (Instant::now(), mcptape_datasets::human::now_ns());
+            let request = request_meta(&hub, &mut parts, path_q);
             let open = match &request.mcp_session {
                 Some(id) => hub.sessions.mcp(id, at.0),
-                None => client_group(&hub, peer, headers, at.0),
+                None => client_group(&hub, peer, &request.headers, at.0),
             };
             let ex = Exchange::new(hub.sessions.clone(), open, request);
             record_request(&ex, &Bytes::new(), at);
@@ -242,6 +251,25 @@ pub(crate) async fn forward(
         }
     };
     let at = (Instant::now(), mcptape_datasets::human::now_ns());
+    let get = parts.method == Method::GET;
+    // The request goes out first; what only the recording needs (its head as recorded, its session, its frame) is
+    // done after it left, while the upstream works. Nothing else runs on this thread in between, so its frame still
+    // comes before anything the upstream answers.
+    // A parsed request's path-and-query, or the upstream URL's: valid as a request target.
+    let target = hub.upstream.map_path(path_q);
+    let sent = conn
+        .write(
+            &hub.upstream,
+            limits.connect_timeout,
+            &parts.method,
+            target,
+            &parts.headers,
+            &body,
+        )
+        .await;
+    // The request's head is shared by the exchange, its frames and the upstream request: no copy of its headers.
+    let request = request_meta(&hub, &mut parts, path_q);
+    let headers = &request.headers;
     // The writer classifies every message; here only an initialize (it may start a session) and, for the tap's own
     // error answers, the request's id matter: a body that cannot name `initialize` is not parsed on the way.
     let env = (!body.is_empty() && may_name_initialize(&body)).then(|| classify(&body));
@@ -252,13 +280,12 @@ pub(crate) async fn forward(
     let initialize = env.as_ref().is_some_and(|e| {
         e.method.as_deref() == Some("initialize") || e.items.iter().any(|i| i.method.as_deref() == Some("initialize"))
     });
-    let get = parts.method == Method::GET;
 
     // The session, when the request alone says which: its Mcp-Session-Id, a legacy endpoint, or (neither an
     // initialize nor a stream-opening GET, whose answers may start a session) its client's stateless group.
     let open = if let Some(id) = &request.mcp_session {
         Some(hub.sessions.mcp(id, at.0))
-    } else if let Some(o) = hub.sessions.endpoint(&path_q) {
+    } else if let Some(o) = hub.sessions.endpoint(path_q) {
         Some(o)
     } else if initialize || (get && body.is_empty()) {
         None
@@ -271,34 +298,10 @@ pub(crate) async fn forward(
         record_request(&e, &body, at);
         e
     });
-
-    let uri = match hub.upstream.http_uri(&path_q) {
-        Ok(u) => u,
-        Err(e) => {
-            let ex = ex.unwrap_or_else(|| {
-                let e = Exchange::new(
-                    hub.sessions.clone(),
-                    client_group(&hub, peer, headers, at.0),
-                    request.clone(),
-                );
-                record_request(&e, &body, at);
-                e
-            });
-            let msg = format!("mcptape: cannot map {path_q} onto the upstream: {e}");
-            return tap_error(&ex, StatusCode::BAD_REQUEST, jsonrpc_error(rpc_id().as_deref(), &msg));
-        }
+    let result = match sent {
+        Ok(s) => s.answer(&parts.method).await,
+        Err(e) => Err(e),
     };
-    let target = uri.path_and_query().map_or("/", |p| p.as_str());
-    let result = conn
-        .send(
-            &hub.upstream,
-            limits.connect_timeout,
-            &parts.method,
-            target,
-            headers,
-            &body,
-        )
-        .await;
     let resp = match result {
         Ok(r) => r,
         Err(e) => {
@@ -361,7 +364,7 @@ pub(crate) async fn forward(
         if !answer {
             status_note(&ex);
         }
-        let watch = legacy.then(|| hub.upstream.map_path(&path_q).to_string());
+        let watch = legacy.then(|| hub.upstream.map_path(path_q).to_string());
         Mode::Sse(Box::new(SseTap::new(limits.max_frame, watch, answer)))
     } else if is_json(media) || !status.is_success() {
         Mode::Json(Collect::new(limits.max_frame))

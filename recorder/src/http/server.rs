@@ -325,7 +325,9 @@ fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes `resp`; returns whether the connection can carry another request.
+/// Writes `resp`; returns whether the connection can carry another request. The body is polled again as soon as
+/// its last bytes are written, with no await between: a tapped JSON answer is recorded at that poll (see
+/// `TapBody::poll_frame`), so it is recorded after it left yet before anything else on this thread runs.
 async fn write_response(
     stream: &mut TcpStream,
     buf: &mut BytesMut,

@@ -124,11 +124,6 @@ impl Upstream {
         }
     }
 
-    /// The request target (origin form) on the upstream for a client's path-and-query.
-    pub fn http_uri(&self, client: &str) -> Result<Uri, http::Error> {
-        Ok(Uri::from(PathAndQuery::try_from(self.map_path(client))?))
-    }
-
     /// The upstream's `Host`.
     pub(crate) fn host_header(&self) -> &HeaderValue {
         &self.host_header
@@ -206,7 +201,6 @@ mod tests {
         assert_eq!(u.map_path("/"), "/mcp");
         assert_eq!(u.map_path("/mcp"), "/mcp");
         assert_eq!(u.map_path("/message?sessionId=a"), "/message?sessionId=a");
-        assert_eq!(u.http_uri("/").unwrap().to_string(), "/mcp");
         assert_eq!(u.host_header(), "127.0.0.1:3001");
         assert_eq!(u.label(), "127.0.0.1-3001");
         let s = Upstream::parse("https://gw.example/api/mcp?k=1").unwrap();

@@ -269,53 +269,80 @@ enum Framing {
 }
 
 /// The response head, and how its body is framed: the headers as given, then what the framing and `close` need
-/// (`content-length` or `transfer-encoding: chunked`, `connection: close`) and a `date` if there is none.
-fn encode_head(status: StatusCode, headers: &HeaderMap, body: &impl Body, close: bool, out: &mut Vec<u8>) -> Framing {
-    let framing = if status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
-    {
-        Framing::None
-    } else if let Some(n) = headers.get(header::CONTENT_LENGTH).and_then(|v| decimal(v.as_bytes())) {
-        Framing::Length(n)
-    } else if body.is_end_stream() {
-        Framing::Length(0)
-    } else if let Some(n) = body.size_hint().exact() {
-        Framing::Length(n)
-    } else {
-        Framing::Chunked
+/// (`content-length` or `transfer-encoding: chunked`, `connection: close`) and a `date` if there is none. Returns
+/// the framing and whether the connection closes after this answer (`close_asked`, or the answer's `Connection`
+/// says so). One pass over the fields, no lookups: this is on every answer's path.
+fn encode_head(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &impl Body,
+    close_asked: bool,
+    out: &mut Vec<u8>,
+) -> (Framing, bool) {
+    let no_body = status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let from_body = || {
+        if body.is_end_stream() {
+            Framing::Length(0)
+        } else if let Some(n) = body.size_hint().exact() {
+            Framing::Length(n)
+        } else {
+            Framing::Chunked
+        }
     };
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    // The length goes where the upstream put it, if it did.
-    let mut length = match framing {
-        Framing::Length(n) => Some(n.to_string()),
-        _ => None,
-    };
+    // Decided at the first `content-length` (whose place the length keeps), or after the fields.
+    let mut framing = no_body.then_some(Framing::None);
+    let (mut close, mut has_connection, mut has_date) = (close_asked, false, false);
     for (name, value) in headers {
-        if name == header::CONTENT_LENGTH && framing != Framing::None {
-            if let Some(n) = length.take() {
-                field(out, b"content-length", n.as_bytes());
+        if name == header::CONTENT_LENGTH && !no_body {
+            if framing.is_none() {
+                let f = decimal(value.as_bytes()).map_or_else(from_body, Framing::Length);
+                if let Framing::Length(n) = f {
+                    length_field(out, n);
+                }
+                framing = Some(f);
             }
             continue;
         }
+        if name == header::CONNECTION {
+            has_connection = true;
+            close |= value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        } else if name == header::DATE {
+            has_date = true;
+        }
         field(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    if let Some(n) = length {
-        field(out, b"content-length", n.as_bytes());
-    }
+    let framing = framing.unwrap_or_else(|| {
+        let f = from_body();
+        if let Framing::Length(n) = f {
+            length_field(out, n);
+        }
+        f
+    });
     if framing == Framing::Chunked {
         field(out, b"transfer-encoding", b"chunked");
     }
-    if close && !headers.contains_key(header::CONNECTION) {
+    if close && !has_connection {
         field(out, b"connection", b"close");
     }
-    if !headers.contains_key(header::DATE) {
+    if !has_date {
         date::with(|d| field(out, b"date", d.as_bytes()));
     }
     out.extend_from_slice(b"\r\n");
-    framing
+    (framing, close)
+}
+
+fn length_field(out: &mut Vec<u8>, n: u64) {
+    use std::io::Write;
+    out.extend_from_slice(b"content-length: ");
+    let _ = write!(out, "{n}\r\n");
 }
 
 fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -335,9 +362,8 @@ async fn write_response(
     close_asked: bool,
 ) -> bool {
     let (parts, mut body) = resp.into_parts();
-    let close = close_asked || connection_close(&parts.headers);
     let mut out = Vec::with_capacity(512);
-    let framing = encode_head(parts.status, &parts.headers, &body, close, &mut out);
+    let (framing, close) = encode_head(parts.status, &parts.headers, &body, close_asked, &mut out);
     let mut left = match framing {
         Framing::None => return stream.write_all(&out).await.is_ok() && !close,
         Framing::Length(n) => Some(n),
@@ -437,14 +463,6 @@ async fn client_left(stream: &mut TcpStream, buf: &mut BytesMut) -> bool {
             Err(_) => return true,
         }
     }
-}
-
-fn connection_close(headers: &HeaderMap) -> bool {
-    headers.get_all(header::CONNECTION).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-    })
 }
 
 /// The `date` field, formatted once a second per thread.
@@ -644,7 +662,7 @@ mod tests {
             );
         }
         let mut out = Vec::new();
-        let framing = encode_head(StatusCode::from_u16(status).unwrap(), &map, &body, close, &mut out);
+        let (framing, _) = encode_head(StatusCode::from_u16(status).unwrap(), &map, &body, close, &mut out);
         (String::from_utf8(out).unwrap(), framing)
     }
 
@@ -685,6 +703,30 @@ mod tests {
         assert_eq!(
             text,
             "HTTP/1.1 204 No Content\r\ncontent-length: 0\r\ndate: Thu, 03 Dec 2026 12:00:00 GMT\r\n\r\n"
+        );
+        // The upstream's own `Connection: close` closes after the answer, and is not said twice.
+        let mut map = HeaderMap::new();
+        map.append(header::CONNECTION, HeaderValue::from_static("keep-alive, Close"));
+        map.append(header::DATE, HeaderValue::from_static(dated[0].1));
+        let mut out = Vec::new();
+        let (framing, close) = encode_head(StatusCode::OK, &map, &ProxyBody::full("{}"), false, &mut out);
+        assert_eq!((framing, close), (Framing::Length(2), true));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nconnection: keep-alive, Close\r\ndate: Thu, 03 Dec 2026 12:00:00 GMT\r\ncontent-length: \
+             2\r\n\r\n"
+        );
+        // An unreadable length gives way to the body's; the length keeps its place.
+        let (text, framing) = encoded(
+            200,
+            &[("content-length", "1x"), ("content-length", "9"), dated[0]],
+            ProxyBody::full("abc"),
+            false,
+        );
+        assert_eq!(framing, Framing::Length(3));
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ndate: Thu, 03 Dec 2026 12:00:00 GMT\r\n\r\n"
         );
         // A date is added when the upstream sent none.
         let (text, _) = encoded(200, &[], ProxyBody::full("x"), false);

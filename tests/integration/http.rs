@@ -1214,6 +1214,66 @@ fn a_request_sent_after_an_answer_is_recorded_after_it_whichever_connection_carr
 }
 
 #[test]
+fn a_request_whose_upstream_connect_hangs_is_recorded_even_when_the_tap_stops_before_it_is_sent() {
+    // An upstream whose accept queue is full: the kernel drops further connection attempts, so the tap's connect
+    // hangs. The tap then stops (grace 1 s) with the exchange still waiting: the request must be in the capture.
+    let mut listener = Command::new("python3")
+        .args([
+            "-c",
+            "import socket,sys,time\ns=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(0)\n\
+             print(s.getsockname()[1], flush=True); sys.stdin.read()",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    BufReader::new(listener.stdout.take().unwrap()).read_line(&mut port).unwrap();
+    let upstream: SocketAddr = format!("127.0.0.1:{}", port.trim()).parse().unwrap();
+    let mut fill = Vec::new();
+    for _ in 0..4 {
+        if let Ok(c) = TcpStream::connect_timeout(&upstream, Duration::from_millis(300)) {
+            fill.push(c);
+        }
+    }
+    assert!(
+        TcpStream::connect_timeout(&upstream, Duration::from_millis(500)).is_err(),
+        "the full accept queue should leave a connect hanging"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let tap = TapProc::start(
+        dir.path(),
+        &format!("http://{upstream}/mcp"),
+        &["--grace", "1s", "--connect-timeout", "60s"],
+    );
+    let addr = tap.addr;
+    let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"stuck"}}"#;
+    let client = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let req = format!(
+            "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    tap.stop();
+    client.join().unwrap();
+    drop(fill);
+    let _ = listener.kill();
+    let _ = listener.wait();
+    let recorded: Vec<Frame> = frames(dir.path())
+        .into_iter()
+        .filter(|f| f.kind == Kind::Request)
+        .collect();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].rpc_id.as_deref(), Some("7"));
+    assert_eq!(&recorded[0].payload[..], body.as_bytes());
+}
+
+#[test]
 fn pipelined_requests_then_a_chunked_upload_and_more_on_one_kept_connection_are_all_answered_in_order() {
     // The tap's own server takes the common requests and hands the connection to hyper at the first it does not
     // (here a chunked upload), with the bytes already read: every request on the connection must be answered.

@@ -145,22 +145,16 @@ pub(crate) struct UpstreamConn {
 }
 
 impl UpstreamConn {
-    /// Sends a request (`target` in origin form; the client's end-to-end `headers`, which get the upstream's `Host`
-    /// and the tap's `Via`; the whole body). A request whose writing fails on a kept connection (the upstream closed
-    /// it while idle) is sent once more on a new connection, as a pool would; one that was written is not, even if
-    /// its answer then fails (it may have been acted on). [`Sent::answer`] then waits for the answer: what the tap
-    /// does between the two is off the exchange's path, done while the upstream works.
+    /// Sends a request, `wire` as [`encode_request`] made it. A request whose writing fails on a kept connection (the
+    /// upstream closed it while idle) is sent once more on a new connection, as a pool would; one that was written
+    /// is not, even if its answer then fails (it may have been acted on). [`Sent::answer`] then waits for the
+    /// answer: what the tap does between the two is off the exchange's path, done while the upstream works.
     pub async fn write(
         self: &Arc<Self>,
         upstream: &Upstream,
         connect_timeout: Duration,
-        method: &Method,
-        target: &str,
-        headers: &HeaderMap,
-        body: &[u8],
+        wire: &[u8],
     ) -> Result<Sent, SendError> {
-        let mut wire = Vec::with_capacity(512 + body.len());
-        encode_request(method, target, headers, upstream.host_header(), body, &mut wire);
         let kept = self.take().and_then(|mut c| c.is_open().then_some(c));
         let mut reused = kept.is_some();
         let mut conn = match kept {
@@ -168,7 +162,7 @@ impl UpstreamConn {
             None => open(upstream, connect_timeout).await?,
         };
         let complete = loop {
-            match conn.write_request(&wire).await {
+            match conn.write_request(wire).await {
                 Ok(complete) => break complete,
                 Err(_) if reused => {
                     conn = open(upstream, connect_timeout).await?;

@@ -7,13 +7,15 @@
 //! id. The copy recorded is the same `Bytes` that is forwarded. Response bodies are never held: see [`super::body`].
 //!
 //! What only the recording needs (the head as recorded, the session, the frame) is done right after the request
-//! has been written upstream, while the upstream works, not before (the README's HTTP benchmark says what that
-//! saved). Nothing else runs on the tap's thread in between, so the request's frame still comes before anything
-//! the upstream answers (the capture's order stays causal).
+//! has been written upstream (after the write's first poll, which writes it whole on a kept connection), while the
+//! upstream works, not before (the README's HTTP benchmark says what that saved). Nothing else runs on the tap's
+//! thread in between, so the request's frame still comes before anything the upstream answers (the capture's order
+//! stays causal), and no await either, so an exchange dropped later still has its request recorded.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -26,7 +28,7 @@ use mcptape_datasets::Transport;
 use mcptape_datasets::wire::envelope::classify;
 
 use super::body::{Collect, Mode, ProxyBody, TapBody, status_note};
-use super::client::UpstreamConn;
+use super::client::{UpstreamConn, encode_request};
 use super::exchange::Exchange;
 use super::headers::{
     MCP_PROTOCOL_VERSION, MCP_SESSION_ID, add_via, media_type, recorded_path, strip_hop_by_hop, text,
@@ -253,20 +255,22 @@ pub(crate) async fn forward(
     let at = (Instant::now(), mcptape_datasets::human::now_ns());
     let get = parts.method == Method::GET;
     // The request goes out first; what only the recording needs (its head as recorded, its session, its frame) is
-    // done after it left, while the upstream works. Nothing else runs on this thread in between, so its frame still
-    // comes before anything the upstream answers.
+    // done after its first poll, which on a kept connection writes it whole, while the upstream works. No await
+    // comes between the two, so the frame still precedes anything the upstream answers, and a request whose
+    // exchange is dropped later (a client gone, the tap stopping) is recorded all the same.
     // A parsed request's path-and-query, or the upstream URL's: valid as a request target.
     let target = hub.upstream.map_path(path_q);
-    let sent = conn
-        .write(
-            &hub.upstream,
-            limits.connect_timeout,
-            &parts.method,
-            target,
-            &parts.headers,
-            &body,
-        )
-        .await;
+    let mut wire = Vec::with_capacity(512 + body.len());
+    encode_request(
+        &parts.method,
+        target,
+        &parts.headers,
+        hub.upstream.host_header(),
+        &body,
+        &mut wire,
+    );
+    let mut write = std::pin::pin!(conn.write(&hub.upstream, limits.connect_timeout, &wire));
+    let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
     // The request's head is shared by the exchange, its frames and the upstream request: no copy of its headers.
     let request = request_meta(&hub, &mut parts, path_q);
     let headers = &request.headers;
@@ -298,6 +302,10 @@ pub(crate) async fn forward(
         record_request(&e, &body, at);
         e
     });
+    let sent = match first {
+        Poll::Ready(sent) => sent,
+        Poll::Pending => write.await,
+    };
     let result = match sent {
         Ok(s) => s.answer(&parts.method).await,
         Err(e) => Err(e),

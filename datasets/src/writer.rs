@@ -250,10 +250,12 @@ impl CaptureWriter {
         Ok(())
     }
 
-    /// Makes the frames of the piece a batch, ready to be written, then yields the CPU: building a batch is the
-    /// writer's largest piece of work in one go (see [`FLUSH_PIECE`]).
+    /// Makes the frames of the piece a batch, ready to be written, yielding the CPU every
+    /// [`schema::ROWS_BETWEEN`] rows and after it: building a batch is the writer's largest piece of work (see
+    /// [`FLUSH_PIECE`]).
     fn cut(&mut self) {
-        self.ready.push(schema::to_batch(&self.piece));
+        self.ready
+            .push(schema::to_batch_with(&self.piece, std::thread::yield_now));
         self.piece.clear();
         std::thread::yield_now();
     }

@@ -27,9 +27,9 @@ const POLL_TICKS: u32 = 20;
 
 /// Queue entries the writer handles between two yields of its CPU. A running thread is not preempted by one that
 /// wakes on its CPU until its time slice ends (milliseconds), so a backlog handled in one go kept a proxy thread
-/// woken there waiting. A small HTTP frame takes the writer about 12,000 instructions (callgrind), so 8 of them a
-/// few tens of microseconds; a `sched_yield` costs well under one.
-const YIELD_EVERY: u32 = 8;
+/// woken there waiting. A small HTTP frame takes the writer about 12,000 instructions (callgrind), so 2 of them
+/// about 15 microseconds; a `sched_yield` costs well under one.
+const YIELD_EVERY: u32 = 2;
 
 /// Counts one more entry handled, yielding the CPU every [`YIELD_EVERY`] (a `sched_yield`: returns at once when
 /// nothing else waits for this CPU).

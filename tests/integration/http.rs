@@ -1228,7 +1228,9 @@ fn a_request_whose_upstream_connect_hangs_is_recorded_even_when_the_tap_stops_be
         .spawn()
         .unwrap();
     let mut port = String::new();
-    BufReader::new(listener.stdout.take().unwrap()).read_line(&mut port).unwrap();
+    BufReader::new(listener.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
     let upstream: SocketAddr = format!("127.0.0.1:{}", port.trim()).parse().unwrap();
     let mut fill = Vec::new();
     for _ in 0..4 {

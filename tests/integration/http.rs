@@ -1109,6 +1109,27 @@ fn read_kept_alive(r: &mut BufReader<TcpStream>) -> (u16, String) {
     (status, String::from_utf8(body).unwrap())
 }
 
+/// `POST /mcp` with a JSON body and the `extra` header fields, as the text to write on a connection.
+fn json_post(host: impl std::fmt::Display, extra: &[(&str, &str)], body: &str) -> String {
+    let mut req = format!("POST /mcp HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n");
+    for (n, v) in extra {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    req
+}
+
+/// [`json_post`] on a kept-alive connection, and its answer.
+fn post_kept_alive(
+    (r, w): (&mut BufReader<TcpStream>, &mut TcpStream),
+    host: SocketAddr,
+    extra: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    w.write_all(json_post(host, extra, body).as_bytes()).unwrap();
+    read_kept_alive(r)
+}
+
 #[test]
 fn a_client_connection_keeps_one_upstream_connection_and_gets_a_new_one_when_the_upstream_closes_it() {
     // The upstream numbers its connections, answers two requests on each (kept alive) and then closes it.
@@ -1144,13 +1165,8 @@ fn a_client_connection_keeps_one_upstream_connection_and_gets_a_new_one_when_the
             std::thread::sleep(Duration::from_millis(300));
         }
         let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
-        let req = format!(
-            "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
-            tap.addr,
-            body.len()
-        );
-        w.write_all(req.as_bytes()).unwrap();
-        let (status, answer) = read_kept_alive(&mut r);
+        let accept = [("Accept", "application/json, text/event-stream")];
+        let (status, answer) = post_kept_alive((&mut r, &mut w), tap.addr, &accept, body);
         assert_eq!(status, 200, "request {i}: {answer}");
         let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
         assert_eq!(v["result"]["seen"], true, "request {i} reached the upstream whole");
@@ -1182,13 +1198,7 @@ fn a_request_sent_after_an_answer_is_recorded_after_it_whichever_connection_carr
     for i in 0..60 {
         let body = format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"n"}}}}"#);
         if i % 2 == 0 {
-            let req = format!(
-                "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nMcp-Session-Id: causal\r\nContent-Length: {}\r\n\r\n{body}",
-                tap.addr,
-                body.len()
-            );
-            w.write_all(req.as_bytes()).unwrap();
-            let (status, answer) = read_kept_alive(&mut r);
+            let (status, answer) = post_kept_alive((&mut r, &mut w), tap.addr, &headers[1..], &body);
             assert_eq!(status, 200, "request {i}: {answer}");
         } else {
             let resp = send(tap.addr, "POST", "/mcp", &headers, body.as_bytes());
@@ -1252,11 +1262,7 @@ fn a_request_whose_upstream_connect_hangs_is_recorded_even_when_the_tap_stops_be
     let body = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"stuck"}}"#;
     let client = std::thread::spawn(move || {
         let mut s = TcpStream::connect(addr).unwrap();
-        let req = format!(
-            "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(json_post(addr, &[], body).as_bytes()).unwrap();
         let mut rest = Vec::new();
         let _ = s.read_to_end(&mut rest);
     });
@@ -1291,13 +1297,7 @@ fn pipelined_requests_then_a_chunked_upload_and_more_on_one_kept_connection_are_
     let tap = TapProc::start(dir.path(), &format!("http://{upstream}/mcp"), &[]);
     let (mut r, mut w) = kept_alive(tap.addr);
     let call = |id: u32| format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo"}}}}"#);
-    let post = |id: u32| {
-        let body = call(id);
-        format!(
-            "POST /mcp HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-    };
+    let post = |id: u32| json_post("t", &[], &call(id));
     // Two requests in one write (pipelined), then a chunked upload in two chunks, then a plain one again.
     w.write_all(format!("{}{}", post(1), post(2)).as_bytes()).unwrap();
     let third = call(3);
@@ -1429,12 +1429,7 @@ fn a_malformed_or_broken_off_upstream_answer_is_a_502_or_a_cut_connection_record
     let mut s = TcpStream::connect(tap.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let body = r#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"mode":"cut"}}"#;
-    let req = format!(
-        "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        tap.addr,
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(json_post(tap.addr, &[], body).as_bytes()).unwrap();
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let cut = match find(&raw, b"\r\n\r\n") {

@@ -194,14 +194,27 @@ impl HttpObserved {
         };
         let (status, content_type, headers) = match direction {
             Direction::C2s => (None, request.content_type.clone(), recorded(&request.headers)),
-            Direction::S2c => match &response {
-                Some(r) => (Some(r.status), r.content_type.clone(), recorded(&r.headers)),
+            Direction::S2c => match response {
+                Some(r) => {
+                    let headers = recorded(&r.headers);
+                    let status = r.status;
+                    let content_type = match Arc::try_unwrap(r) {
+                        Ok(r) => r.content_type,
+                        Err(r) => r.content_type.clone(),
+                    };
+                    (Some(status), content_type, headers)
+                }
                 None => (None, None, Vec::new()),
             },
         };
+        // An exchange's last frame owns what its frames shared: its strings are moved, not copied.
+        let (method, path) = match Arc::try_unwrap(request) {
+            Ok(r) => (r.method, r.path),
+            Err(r) => (r.method.clone(), r.path.clone()),
+        };
         HttpMeta {
-            method: Some(request.method.clone()),
-            path: Some(request.path.clone()),
+            method: Some(method),
+            path: Some(path),
             status,
             content_type,
             sse_event_id,
@@ -507,3 +520,72 @@ impl Tap {
 /// writer that only polls falls behind a burst on a busy machine, and frames would wait in memory for longer than
 /// the flush interval. Below it frames wait at most one tick, and a request's two frames cost the proxy no wake-up.
 const WAKE_FRAMES: usize = 128;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+        pairs
+            .iter()
+            .map(|(n, v)| (http::HeaderName::from_static(n), http::HeaderValue::from_static(v)))
+            .collect()
+    }
+
+    #[test]
+    fn an_exchanges_frames_record_the_same_http_facts_whether_they_share_them_or_own_them() {
+        let rules = RedactionRules::default();
+        let mut redacted = Redacted::new();
+        let request = Arc::new(HttpRequestMeta {
+            method: "POST".into(),
+            path: "/mcp".into(),
+            content_type: Some("application/json".into()),
+            headers: headers(&[("content-type", "application/json"), ("authorization", "Bearer abc")]),
+            ..HttpRequestMeta::default()
+        });
+        let response = Arc::new(HttpResponseMeta {
+            status: 200,
+            content_type: Some("text/event-stream".into()),
+            headers: headers(&[("content-type", "text/event-stream")]),
+        });
+        let observed = || HttpObserved {
+            request: request.clone(),
+            response: Some(response.clone()),
+            sse_event_id: Some("7".into()),
+        };
+        // While the exchange's other frames hold its facts, they are copied; the last frame takes them.
+        let (c2s_shared, s2c_shared) = (observed(), observed());
+        let c2s = c2s_shared.meta(Direction::C2s, &rules, &mut redacted);
+        let s2c = s2c_shared.meta(Direction::S2c, &rules, &mut redacted);
+        let last = observed();
+        drop((request, response));
+        let s2c_owned = last.meta(Direction::S2c, &rules, &mut redacted);
+        assert_eq!(s2c_owned, s2c);
+        assert_eq!(c2s.method.as_deref(), Some("POST"));
+        assert_eq!(c2s.path.as_deref(), Some("/mcp"));
+        assert_eq!(
+            (c2s.status, c2s.content_type.as_deref()),
+            (None, Some("application/json"))
+        );
+        assert_eq!(
+            c2s.headers[1],
+            (
+                "authorization".to_string(),
+                rules.header_value("authorization", "Bearer abc").into_owned()
+            )
+        );
+        assert_ne!(c2s.headers[1].1, "Bearer abc");
+        assert_eq!(
+            (s2c.status, s2c.content_type.as_deref()),
+            (Some(200), Some("text/event-stream"))
+        );
+        assert_eq!(
+            (s2c.method.as_deref(), s2c.sse_event_id.as_deref()),
+            (Some("POST"), Some("7"))
+        );
+        assert_eq!(
+            s2c.headers,
+            vec![("content-type".to_string(), "text/event-stream".to_string())]
+        );
+    }
+}

@@ -370,7 +370,7 @@ impl Worker {
             Kind::Invalid
         };
         let mut f = Frame::new(
-            obs.session.to_string(),
+            String::from(&*obs.session),
             seq,
             obs.direction,
             obs.transport,

@@ -1151,7 +1151,10 @@ fn http(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let mcptape = mcptape_bin()?;
     let wrk = which("wrk").context("wrk not installed (`apt-get install wrk`)")?;
     let (cap, body) = one_request_capture(&mcptape, ctx.scratch.path())?;
-    let (_serve, direct) = serve(&mcptape, &cap)?;
+    // The upstream answers on one thread: with a worker per CPU, its workers woke each other for every request,
+    // and those cross-CPU wake-ups were most of the waits over 50 us in every chain's round trip
+    // (`benches/sched-wait`), the same noise for all chains. One worker also answers 16 connections faster.
+    let (_serve, direct) = serve(&mcptape, &cap, true)?;
     let lua = ctx.scratch.path().join("post-http.lua");
     std::fs::write(
         &lua,
@@ -1238,7 +1241,7 @@ fn http(ctx: &Ctx) -> anyhow::Result<Outcome> {
             .push(row("throughput (16 conns)", rps[i], "req/s", Some(rps[i] / rps[0])));
     }
     out.notes.push(format!(
-        "http: wrk with a one-request `tools/call` POST against `mcptape serve` (release); latency with 1 connection, throughput with 16; {rounds} rounds of {secs} s per chain and run, medians over the rounds; an added latency is the median over rounds of (chain minus direct in that round), its ratio is to nginx's (goal ≤ 1.0×); a throughput's ratio is to direct"
+        "http: wrk with a one-request `tools/call` POST against `mcptape serve` (release, one worker thread); latency with 1 connection, throughput with 16; {rounds} rounds of {secs} s per chain and run, medians over the rounds; an added latency is the median over rounds of (chain minus direct in that round), its ratio is to nginx's (goal ≤ 1.0×); a throughput's ratio is to direct"
     ));
     Ok(out)
 }
@@ -1293,13 +1296,17 @@ impl Drop for Child {
     }
 }
 
-/// `mcptape serve --listen 127.0.0.1:0`, and its URL.
-fn serve(mcptape: &Path, cap: &Path) -> anyhow::Result<(Child, String)> {
+/// `mcptape serve --listen 127.0.0.1:0`, and its URL. With `one_worker`, its runtime has one worker thread
+/// (`TOKIO_WORKER_THREADS=1`).
+fn serve(mcptape: &Path, cap: &Path, one_worker: bool) -> anyhow::Result<(Child, String)> {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(mcptape)
-        .args(["serve", &cap.display().to_string(), "--listen", "127.0.0.1:0"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
+    let mut cmd = std::process::Command::new(mcptape);
+    cmd.args(["serve", &cap.display().to_string(), "--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped());
+    if one_worker {
+        cmd.env("TOKIO_WORKER_THREADS", "1");
+    }
+    let mut child = cmd.spawn()?;
     let mut lines = std::io::BufReader::new(child.stderr.take().context("stderr")?).lines();
     let first = lines.next().context("serve said nothing")??;
     std::thread::spawn(move || for _ in lines {});
@@ -1326,7 +1333,7 @@ fn load(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let mut out = Outcome::default();
     let mcptape = mcptape_bin()?;
     let (cap, body) = one_request_capture(&mcptape, ctx.scratch.path())?;
-    let (_serve, url) = serve(&mcptape, &cap)?;
+    let (_serve, url) = serve(&mcptape, &cap, false)?;
     let quick = ctx.runs < 5;
     let (secs, conns, rounds) = if quick { (2, 16, 1) } else { (10, 16, 3) };
     let report = ctx.scratch.path().join("load.json");

@@ -787,17 +787,12 @@ fn conformance_2026_07_28_scenarios_give_the_same_list_directly_and_through_the_
 fn python_sdk_1x_websocket_client_and_server_through_the_tap() {
     let dir = tempfile::tempdir().unwrap();
     let script = peers().join("ws_peer.py");
-    let mut server = Command::new(python_ws())
-        .arg(&script)
-        .arg("server")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (server, line) = spawn_first_line(
+        Command::new(python_ws())
+            .arg(&script)
+            .arg("server")
+            .stderr(Stdio::null()),
+    );
     let _server = Peer(server);
     let port: u16 = line
         .trim()
@@ -1227,20 +1222,15 @@ fn a_request_sent_after_an_answer_is_recorded_after_it_whichever_connection_carr
 fn a_request_whose_upstream_connect_hangs_is_recorded_even_when_the_tap_stops_before_it_is_sent() {
     // An upstream whose accept queue is full: the kernel drops further connection attempts, so the tap's connect
     // hangs. The tap then stops (grace 1 s) with the exchange still waiting: the request must be in the capture.
-    let mut listener = Command::new("python3")
-        .args([
-            "-c",
-            "import socket,sys,time\ns=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(0)\n\
-             print(s.getsockname()[1], flush=True); sys.stdin.read()",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut port = String::new();
-    BufReader::new(listener.stdout.take().unwrap())
-        .read_line(&mut port)
-        .unwrap();
+    let (mut listener, port) = spawn_first_line(
+        Command::new("python3")
+            .args([
+                "-c",
+                "import socket,sys,time\ns=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(0)\n\
+                 print(s.getsockname()[1], flush=True); sys.stdin.read()",
+            ])
+            .stdin(Stdio::piped()),
+    );
     let upstream: SocketAddr = format!("127.0.0.1:{}", port.trim()).parse().unwrap();
     let mut fill = Vec::new();
     for _ in 0..4 {
@@ -1894,21 +1884,16 @@ fn https_and_wss_upstreams_are_verified_against_the_trusted_roots() {
     untrusting.stop();
 
     // wss: the SDK 1.x WebSocket server over TLS.
-    let mut server = Command::new(python_ws())
-        .arg(peers().join("ws_peer.py"))
-        .arg("server")
-        .arg("--cert")
-        .arg(&cert)
-        .arg("--key")
-        .arg(&key)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (server, line) = spawn_first_line(
+        Command::new(python_ws())
+            .arg(peers().join("ws_peer.py"))
+            .arg("server")
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .stderr(Stdio::null()),
+    );
     let _server = Peer(server);
     let ws_port = line.trim().strip_prefix("PORT ").unwrap().to_string();
     let out = dir.path().join("wss");
@@ -1966,17 +1951,12 @@ fn a_websocket_capture_replays_against_a_fresh_websocket_server_with_exit_0() {
     let dir = tempfile::tempdir().unwrap();
     let script = peers().join("ws_peer.py");
     let start_server = || {
-        let mut server = Command::new(python_ws())
-            .arg(&script)
-            .arg("server")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(server.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (mut server, line) = spawn_first_line(
+            Command::new(python_ws())
+                .arg(&script)
+                .arg("server")
+                .stderr(Stdio::null()),
+        );
         let port: u16 = line.trim().strip_prefix("PORT ").and_then(|p| p.parse().ok()).unwrap();
         assert!(
             wait_for_port(port, &mut server),

@@ -151,6 +151,18 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// Spawns `cmd` with its stdout piped and returns it with the first line it printed (a peer saying where it
+/// listens, or that it is ready). The rest of its stdout is closed.
+pub fn spawn_first_line(cmd: &mut Command) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
+}
+
 /// A running `mcptape serve --listen`, killed when dropped; `.1` is its URL.
 pub struct Served(pub std::process::Child, pub String);
 

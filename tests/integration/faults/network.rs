@@ -2,7 +2,7 @@
 //! an event stream, an upstream that never answers, slowloris clients, a load target that dies and comes back.
 //! Each must end in bounded time with the traffic that could be served served, and the capture verifiable.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, mpsc};
 use std::time::Duration;
@@ -44,17 +44,12 @@ while True:
         c.sendall(b"%x\r\n%s\r\n" % (len(ev), ev))
     time.sleep(600)
 "#;
-    let mut child = Command::new(python())
-        .args(["-c", SCRIPT, &port.to_string(), mode])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (child, line) = spawn_first_line(
+        Command::new(python())
+            .args(["-c", SCRIPT, &port.to_string(), mode])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     assert_eq!(line.trim(), "ready", "the upstream did not start");
     child
 }
